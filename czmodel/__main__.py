@@ -1,0 +1,5 @@
+import sys
+
+from czmodel.cli.main import main
+
+sys.exit(main())

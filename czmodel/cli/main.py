@@ -1,0 +1,96 @@
+"""``cz`` entry point: argument parsing and error handling shared by every subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from czmodel.errors import CzError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import czmodel
+    from czmodel.cli.table import human_bytes, render
+
+    with czmodel.open(args.file) as f:
+        rows = f.info()
+        if args.json:
+            print(json.dumps({"version": list(f.version), "tensors": rows,
+                              "metadata": f.metadata, "has_graph": f.graph is not None},
+                             indent=2, default=str))
+            return EXIT_OK
+        table = [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"],
+                  r["encoding"], r["stored_bytes"], r["bits_per_weight"], r["ratio"]]
+                 for r in rows]
+        print(render(["tensor", "shape", "dtype", "encoding", "bytes", "bits/w", "x fp32"],
+                     table, "llllrrr"))
+        stored = sum(r["stored_bytes"] for r in rows)
+        fp32 = sum(r["fp32_bytes"] for r in rows)
+        ratio = fp32 / stored if stored else float("inf")
+        print(f"\n{len(rows)} tensors, {human_bytes(stored)} stored, {human_bytes(fp32)} as "
+              f"fp32: {ratio:.1f}x; format {f.version[0]}.{f.version[1]}"
+              f"{', with graph' if f.graph else ''}")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import czmodel
+
+    czmodel.verify(args.file)
+    print(f"{args.file}: OK")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from czmodel.demo import run_demo
+
+    return run_demo(out=args.output, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cz", description="Compressed neural networks in one "
+                                ".cz file.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="exit codes: 0 ok, 1 bad input, 2 usage")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("info", help="per-tensor table of a .cz file",
+                       epilog="example: cz info model.cz --json")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_cmd_info)
+    s = sub.add_parser("verify", help="check every checksum and structural rule",
+                       epilog="example: cz verify model.cz  (exit 0 when sound)")
+    s.add_argument("file")
+    s.set_defaults(func=_cmd_verify)
+    s = sub.add_parser("demo", help="compress the bundled model, run it, print the report",
+                       epilog="example: cz demo -o /tmp/demo.cz")
+    s.add_argument("-o", "--output", default=None, help="where to write the .cz "
+                   "(default: a temporary folder)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CzError as e:
+        if args.debug:
+            raise
+        print(f"cz {args.cmd}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if args.debug:
+            raise
+        print(f"cz {args.cmd}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
