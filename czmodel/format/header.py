@@ -13,7 +13,7 @@ import msgpack
 import numpy as np
 
 from czmodel.codecs.base import REGISTRY, NodeDesc, StreamDesc
-from czmodel.entropy import STAGES, STREAM_DTYPES, encoded_raw_size
+from czmodel.entropy import MAX_STREAM_ELEMENTS, STAGES, STREAM_DTYPES, encoded_raw_size
 from czmodel.errors import CorruptionError, FormatError, LimitError, UnsupportedError
 from czmodel.format import limits as L
 from czmodel.format.preamble import PREAMBLE_SIZE, align_up

@@ -1,0 +1,45 @@
+"""The cz command: info, verify, demo; exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+import czmodel
+from czmodel.cli.main import main
+
+
+def test_info_and_verify(tmp_path, capsys):
+    p = tmp_path / "a.cz"
+    czmodel.write(p, {"w": np.ones((3, 4), np.float32)}, metadata={"k": "v"})
+    assert main(["info", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "dense(data:" in out and "3x4" in out
+    assert main(["info", str(p), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tensors"][0]["shape"] == [3, 4] and data["metadata"] == {"k": "v"}
+    assert main(["verify", str(p)]) == 0
+
+
+def test_bad_file_is_one_line_and_exit_1(tmp_path, capsys):
+    p = tmp_path / "bad.cz"
+    p.write_bytes(b"not a cz file at all, definitely not")
+    assert main(["verify", str(p)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "FormatError" in err and "magic" in err
+    assert main(["info", str(tmp_path / "missing.cz")]) == 1
+
+
+def test_usage_error_exit_2():
+    r = subprocess.run([sys.executable, "-m", "czmodel", "frobnicate"], capture_output=True)
+    assert r.returncode == 2
+
+
+def test_demo_runs_and_keeps_accuracy(tmp_path, capsys):
+    out = tmp_path / "demo.cz"
+    assert main(["demo", "-o", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["ratio"] > 20                                 # Deep Compression-class size
+    assert res["accuracy_cz"] >= res["accuracy_fp32_pruned_checkpoint"] - 0.01
+    czmodel.verify(out)
