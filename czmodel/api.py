@@ -40,8 +40,13 @@ def write(path: str | os.PathLike, tensors: Mapping[str, Any], *, graph: dict | 
 
 
 def save(path: str | os.PathLike, tensors: Mapping[str, Any], config: Any = None, *,
-         metadata: dict | None = None, report: bool = False) -> Any:
-    """Compress a plain dict of numpy arrays with ``config`` (a dict, a file path or a
-    ``CompressionConfig``; None = lossless) and write them. Returns the compression report."""
+         metadata: dict | None = None, calibration: Mapping[str, Any] | None = None,
+         graph: Any = None) -> Any:
+    """Compress a plain dict of numpy arrays with ``config`` (a dict, a JSON/YAML file path
+    or a ``CompressionConfig``; None = lossless) and write them atomically.
+
+    Returns the compression report (Deep Compression Tables 2/3 form: ``.to_text()``,
+    ``.to_markdown()``, ``.to_json()``)."""
     from czmodel.compress.pipeline import save as _save
-    return _save(path, tensors, config, metadata=metadata)
+    return _save(path, tensors, config, metadata=metadata, calibration=calibration,
+                 graph=graph)

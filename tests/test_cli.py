@@ -43,3 +43,17 @@ def test_demo_runs_and_keeps_accuracy(tmp_path, capsys):
     assert res["ratio"] > 20                                 # Deep Compression-class size
     assert res["accuracy_cz"] >= res["accuracy_fp32_pruned_checkpoint"] - 0.01
     czmodel.verify(out)
+
+
+def test_info_report(tmp_path, capsys):
+    from czmodel.compress.pipeline import save
+
+    w = np.random.default_rng(0).laplace(size=(64, 64)).astype(np.float32)
+    save(tmp_path / "r.cz", {"w": w}, {"default": {"prune": {"sparsity": 0.9},
+                                                   "quantize": {"method": "kmeans", "bits": 5},
+                                                   "entropy": "huffman"}})
+    assert main(["info", str(tmp_path / "r.cz"), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "weight bits (P+Q+H)" in out and "total" in out
+    assert main(["info", str(tmp_path / "r.cz"), "--markdown"]) == 0
+    assert "| layer |" in capsys.readouterr().out

@@ -131,3 +131,29 @@ def test_save_accepts_weights_dict_without_config(tmp_path):
         for k, v in ws.items():
             np.testing.assert_array_equal(f[k], v)
             assert f[k].dtype == v.dtype
+
+
+def test_calibration_is_stored(tmp_path):
+    from czmodel.compress.calibrate import HistogramCalibrator
+
+    cal = HistogramCalibrator()
+    cal.update(np.random.default_rng(0).standard_normal(10000).astype(np.float32))
+    rng_ = cal.compute("entropy")
+    save(tmp_path / "c.cz", {"w": laplace((4, 4))}, None, calibration={"fc1.out": rng_})
+    with czmodel.open(tmp_path / "c.cz") as f:
+        c = f.calibration["fc1.out"]
+    assert c["scale"] == pytest.approx(rng_.scale) and c["zero_point"] == 0
+    assert c["method"] == "entropy"
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from czmodel.compress.plots import plot_all
+
+    ws = {"fc.weight": laplace((64, 96))}
+    rep = save(tmp_path / "p.cz", ws, DC)
+    paths = plot_all(ws, str(tmp_path / "p.cz"), rep, str(tmp_path / "plots"))
+    assert len(paths) == 3
+    for p in paths:
+        with open(p, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

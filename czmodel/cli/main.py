@@ -19,9 +19,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     with czmodel.open(args.file) as f:
         rows = f.info()
         if args.json:
-            print(json.dumps({"version": list(f.version), "tensors": rows,
-                              "metadata": f.metadata, "has_graph": f.graph is not None},
-                             indent=2, default=str))
+            out = {"version": list(f.version), "tensors": rows, "metadata": f.metadata,
+                   "has_graph": f.graph is not None}
+            if args.report:
+                from czmodel.compress.report import build_report
+                out["report"] = build_report(args.file).to_dict()
+            print(json.dumps(out, indent=2, default=str))
             return EXIT_OK
         table = [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"],
                   r["encoding"], r["stored_bytes"], r["bits_per_weight"], r["ratio"]]
@@ -34,6 +37,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"\n{len(rows)} tensors, {human_bytes(stored)} stored, {human_bytes(fp32)} as "
               f"fp32: {ratio:.1f}x; format {f.version[0]}.{f.version[1]}"
               f"{', with graph' if f.graph else ''}")
+    if args.report or args.markdown:
+        from czmodel.compress.report import build_report
+
+        rep = build_report(args.file)
+        print("\nDeep Compression report (P: pruning, Q: quantization, H: Huffman):\n")
+        print(rep.to_markdown() if args.markdown else rep.to_text())
     return EXIT_OK
 
 
@@ -61,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: cz info model.cz --json")
     s.add_argument("file")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--report", action="store_true",
+                   help="also print the per-layer Deep Compression table (Tables 2/3 form)")
+    s.add_argument("--markdown", action="store_true", help="the report as a markdown table")
     s.set_defaults(func=_cmd_info)
     s = sub.add_parser("verify", help="check every checksum and structural rule",
                        epilog="example: cz verify model.cz  (exit 0 when sound)")

@@ -222,9 +222,26 @@ def _as_config(config: Any):
                       f"not {type(config).__name__}")
 
 
+def calibration_to_header(calibration: Mapping[str, Any] | None) -> dict:
+    """``{value name: ActivationRange | dict}`` -> the header's plain "calibration" map."""
+    out = {}
+    for name, r in (calibration or {}).items():
+        d = r if isinstance(r, Mapping) else {
+            "scale": r.scale, "zero_point": r.zero_point, "min": r.min, "max": r.max,
+            "method": r.method}
+        out[str(name)] = {k: (float(v) if isinstance(v, (float, np.floating)) else
+                              int(v) if isinstance(v, (int, np.integer)) else v)
+                          for k, v in d.items()}
+    return out
+
+
 def save(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Any = None, *,
-         metadata: dict | None = None, op_types: Mapping[str, str] | None = None):
-    """Compress ``tensors`` with ``config`` and write ``path``. Returns the Report."""
+         metadata: dict | None = None, op_types: Mapping[str, str] | None = None,
+         calibration: Mapping[str, Any] | None = None, graph: Any = None):
+    """Compress ``tensors`` with ``config`` and write ``path``. Returns the Report.
+
+    ``calibration`` maps activation value names to ``ActivationRange`` (from
+    ``czmodel.compress.calibrate``) or plain dicts; it is stored in the file header."""
     from czmodel.compress.report import build_report
     from czmodel.format.writer import build_file, write_file
 
@@ -232,7 +249,10 @@ def save(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Any
     results = compress_tensors(arrays, config, op_types)
     nodes = {r.name: r.node for r in results}
     dtypes = {r.name: _tensor_dtype(arrays[r.name], r.node) for r in results}
-    data = build_file(nodes, metadata=metadata, tensor_dtypes=dtypes)
+    if graph is not None and hasattr(graph, "to_header"):
+        graph = graph.to_header()
+    data = build_file(nodes, metadata=metadata, tensor_dtypes=dtypes, graph=graph,
+                      calibration=calibration_to_header(calibration))
     write_file(path, data)
     return build_report(path, results)
 
