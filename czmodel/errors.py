@@ -29,7 +29,7 @@ class CzError(Exception):
         return f"{self.message} ({', '.join(where)})" if where else self.message
 
     def located(self, *, tensor: str | None = None, path: str | None = None,
-                offset: int | None = None) -> "CzError":
+                offset: int | None = None) -> CzError:
         """Return self with missing location fields filled in (for re-raise)."""
         if self.tensor is None and tensor is not None:
             self.tensor = tensor
@@ -59,3 +59,8 @@ class LimitError(CzError):
 
 class EncodeError(CzError, ValueError):
     """Arguments given to a writer/encoder are invalid (raised before anything is written)."""
+
+
+class RuntimeInputError(CzError, ValueError):
+    """A model run got inputs that do not fit the graph (missing/extra feed, wrong dtype,
+    rank or dim), or an op found its operands inconsistent at run time (names the node)."""

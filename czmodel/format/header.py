@@ -14,6 +14,7 @@ import numpy as np
 
 from czmodel.codecs.base import REGISTRY, NodeDesc, StreamDesc
 from czmodel.entropy import MAX_STREAM_ELEMENTS, STAGES, STREAM_DTYPES, encoded_raw_size
+from czmodel.entropy import REGISTRY as STAGE_REGISTRY
 from czmodel.errors import CorruptionError, FormatError, LimitError, UnsupportedError
 from czmodel.format import limits as L
 from czmodel.format.preamble import PREAMBLE_SIZE, align_up
@@ -165,18 +166,21 @@ def parse_stream(v: Any, path: str, kind: str, tensor: str, sections: list) -> S
     if not _is_int(n) or n < 0:
         raise FormatError(f"stream element count {n!r} is not a non-negative integer",
                           tensor=tensor, path=path)
-    if n > L.MAX_ELEMENTS:
-        raise LimitError(f"stream element count {n} exceeds {L.MAX_ELEMENTS}", tensor=tensor,
-                         path=path)
+    if n > MAX_STREAM_ELEMENTS:
+        raise LimitError(f"stream element count {n} exceeds {MAX_STREAM_ELEMENTS}",
+                         tensor=tensor, path=path)
+    if not STAGE_REGISTRY[ent].applies(dt):
+        raise UnsupportedError(f"entropy stage {ent!r} is not defined for dtype {dt!r}",
+                               tensor=tensor, path=path)
     off, length, _ = sections[sec]
     raw = encoded_raw_size(dt, bits, n)
     # Element counts are bounded by the bytes that hold them (no allocation the file
-    # does not justify): raw is exact; zstd cannot expand past ZSTD_MAX_RATIO; huffman
-    # spends at least one bit per symbol.
+    # does not justify): raw is exact; a zstd frame cannot expand past ZSTD_MAX_RATIO
+    # (spec/sections/entropy.md); huffman spends at least one bit per symbol.
     if ent == "raw" and raw != length:
         raise CorruptionError(f"raw stream of {n} elements needs {raw} bytes, section has "
                               f"{length}", tensor=tensor, path=path, offset=off)
-    if ent == "zstd" and raw > (length + 64) * L.ZSTD_MAX_RATIO:
+    if ent == "zstd" and raw > length * L.ZSTD_MAX_RATIO:
         raise LimitError(f"zstd stream claims {raw} bytes from {length}: impossible ratio",
                          tensor=tensor, path=path, offset=off)
     if ent == "huffman" and n > length * 8:

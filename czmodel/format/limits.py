@@ -7,7 +7,7 @@ from dataclasses import dataclass
 MAX_HEADER_BYTES = 64 << 20        # hard: a header larger than this is rejected unread
 MAX_NDIM = 16                      # hard: tensor/node rank
 MAX_DIM = 1 << 40                  # hard: any single dimension
-MAX_ELEMENTS = 1 << 44             # hard: elements of any node or stream
+MAX_ELEMENTS = 1 << 44             # hard: elements of a shape (streams: 2^34, entropy)
 MAX_TREE_DEPTH = 8                 # hard: nesting of encoding nodes
 MAX_TENSORS = 1 << 20              # hard: tensor entries
 MAX_SECTIONS = 1 << 22             # hard: section table entries
