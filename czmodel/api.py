@@ -30,11 +30,22 @@ def verify(path: str | os.PathLike | bytes, *, max_tensor_bytes: int | None = No
         f.verify()
 
 
-def write(path: str | os.PathLike, tensors: Mapping[str, Any], *, graph: dict | None = None,
+def write(path: str | os.PathLike, tensors: Mapping[str, Any], *, graph: Any = None,
           calibration: dict | None = None, metadata: dict | None = None,
           zstd_level: int | None = None) -> int:
     """Write tensors given as numpy arrays (stored losslessly) or encoding trees built with
-    ``czmodel.encode`` builders. Atomic and deterministic. Returns bytes written."""
+    ``czmodel.encode`` builders. Atomic and deterministic. Returns bytes written.
+
+    ``graph``: a ``czmodel.graph.Graph`` (validated against ``tensors`` first; a bad graph
+    is an ``EncodeError``) or its header map (``Graph.to_header()``)."""
+    if graph is not None and hasattr(graph, "to_header"):
+        from czmodel.errors import CzError, EncodeError
+        try:
+            graph = graph.validate(set(tensors)).to_header()
+        except EncodeError:
+            raise
+        except CzError as e:
+            raise EncodeError(f"graph: {e}") from None
     return _write(path, tensors, graph=graph, calibration=calibration, metadata=metadata,
                   zstd_level=zstd_level)
 

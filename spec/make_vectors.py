@@ -360,8 +360,11 @@ def v_metadata_graph_calibration():
     meta = {"producer": "czmodel spec/make_vectors.py", "source": {"model": "tiny", "epochs": 3},
             "tags": ["golden", "v1.0"], "ratio": 0.25, "flag": True, "none": None}
     calib = {"input": {"scale": 0.0078125, "zero_point": 0, "min": -1.0, "max": 0.9921875}}
-    graph = {"opset": 1, "inputs": ["input"], "outputs": ["y"],
-             "nodes": [{"op": "Gemm", "inputs": ["input", "w"], "outputs": ["y"]}]}
+    graph = {"opset": 1,
+             "inputs": [{"name": "input", "dtype": "f32", "shape": ["N", 4]}],
+             "outputs": [{"name": "y", "dtype": "f32", "shape": ["N", 3]}],
+             "nodes": [{"op": "Linear", "name": "fc", "inputs": ["input", "w"],
+                        "outputs": ["y"], "attrs": {}}]}
     return ({"w": forced(dense(x), "raw")}, {"w": x},
             {"metadata": meta, "calibration": calib, "graph": graph})
 

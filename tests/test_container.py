@@ -196,8 +196,8 @@ def test_header_is_canonical_msgpack():
 
 
 def test_deterministic(tmp_path):
-    a = build_file(small_model(), metadata={"x": 1, "y": [1, 2]}, graph={"opset": 1})
-    b = build_file(small_model(), metadata={"y": [1, 2], "x": 1}, graph={"opset": 1})
+    a = build_file(small_model(), metadata={"x": 1, "y": [1, 2]}, graph=TINY_GRAPH)
+    b = build_file(small_model(), metadata={"y": [1, 2], "x": 1}, graph=TINY_GRAPH)
     assert a == b
     czmodel.write(tmp_path / "1.cz", small_model())
     czmodel.write(tmp_path / "2.cz", small_model())
@@ -299,10 +299,19 @@ def test_info_rows():
     assert {s["path"] for s in r["streams"]} == {"q", "scale"}
 
 
+TINY_GRAPH = {"opset": 1, "inputs": [{"name": "x", "dtype": "f32", "shape": [1]}],
+               "outputs": [{"name": "y", "dtype": "f32", "shape": [1]}],
+               "nodes": [{"op": "Relu", "name": "r", "inputs": ["x"], "outputs": ["y"],
+                          "attrs": {}}]}
+
+
 def test_metadata_graph_calibration(tmp_path):
     meta = {"producer": "test", "nested": {"a": [1, 2.5, None, True]}, "blob": b"\x00\x01"}
     calib = {"x": {"scale": 0.5, "zero_point": 3}}
-    graph = {"opset": 1, "nodes": [{"op": "Relu"}]}
+    graph = {"opset": 1, "inputs": [{"name": "x", "dtype": "f32", "shape": [2]}],
+             "outputs": [{"name": "y", "dtype": "f32", "shape": [2]}],
+             "nodes": [{"op": "Relu", "name": "r", "inputs": ["x"], "outputs": ["y"],
+                        "attrs": {}}]}
     p = tmp_path / "m.cz"
     czmodel.write(p, {"w": np.ones(2, np.float32)}, metadata=meta, calibration=calib,
                   graph=graph)
@@ -369,7 +378,7 @@ def test_missing_file_is_not_a_czerror(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_file() -> bytes:
-    data = build_file(small_model(), metadata={"k": "v"}, graph={"opset": 1})
+    data = build_file(small_model(), metadata={"k": "v"}, graph=TINY_GRAPH)
     open_verify(data)           # valid, and compiles the fast paths once
     return data
 

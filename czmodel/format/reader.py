@@ -119,6 +119,12 @@ class CzFile(Mapping[str, np.ndarray]):
                 raise UnsupportedError(f"graph op-set version {op} is newer than this reader's "
                                        f"{H.GRAPH_OPSET_MAX}")
             H.check_plain(graph, "graph")
+            from czmodel.graph import validate_header_graph  # graph layer sits above
+
+            # every structural rule (ops, attributes, topological order) is checked at open
+            self.graph_model = validate_header_graph(graph, frozenset(self._entries))
+        else:
+            self.graph_model = None
         self.graph = graph
         self.calibration = h.get("calibration", {})
         self.metadata = h.get("metadata", {})
