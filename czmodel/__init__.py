@@ -14,7 +14,8 @@ from czmodel.errors import (
     UnsupportedError,
 )
 from czmodel.format.reader import CzFile
+from czmodel.runtime.model import load
 
 __version__ = "0.1.0"
-__all__ = ["open", "save", "verify", "write", "CzFile", "CzError", "FormatError",
+__all__ = ["open", "load", "save", "verify", "write", "CzFile", "CzError", "FormatError",
            "CorruptionError", "UnsupportedError", "LimitError", "EncodeError", "__version__"]

@@ -93,7 +93,7 @@ class Model:
                 f"outputs={[v.name for v in self.outputs]})")
 
 
-def load(source: str | os.PathLike | bytes | Any, backend: str | Backend = "reference",
+def load(source: str | os.PathLike | bytes | Any, backend: str | Backend = "auto",
          threads: int | None = None, *, max_tensor_bytes: int | None = None) -> Model:
     """Open a .cz file (path, bytes or an open ``CzFile``) and prepare its graph to run.
 
@@ -108,7 +108,9 @@ def load(source: str | os.PathLike | bytes | Any, backend: str | Backend = "refe
         if f.graph is None:
             raise FormatError("this file holds weights only (no graph); use czmodel.open to "
                               "read its tensors")
-        g = f.graph if isinstance(f.graph, Graph) else Graph.from_header(f.graph, set(f))
+        g = getattr(f, "graph_model", None)   # validated once at open
+        if g is None:
+            g = f.graph if isinstance(f.graph, Graph) else Graph.from_header(f.graph, set(f))
         if isinstance(backend, Backend):
             be = backend
         elif isinstance(backend, str):
