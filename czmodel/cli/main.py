@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: a temporary folder)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_cmd_demo)
+    try:  # compress/run/export live with the converters (optional onnx/torch extras)
+        from czconvert.cli import add_subparsers
+    except ImportError:
+        pass
+    else:
+        add_subparsers(sub)
     return p
 
 
