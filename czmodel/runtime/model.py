@@ -120,6 +120,11 @@ def load(source: str | os.PathLike | bytes | Any, backend: str | Backend = "auto
                 raise UnsupportedError(str(e)) from None
         else:
             raise TypeError(f"backend must be a name or a Backend, got {type(backend).__name__}")
+        if hasattr(be, "load_model"):   # whole-graph backends (C) run the graph themselves
+            m = be.load_model(f, g, max_tensor_bytes=max_tensor_bytes)
+            if f is not source:
+                f.close()
+            return m
         return Model(f, g, be)
     except BaseException:
         if f is not source:

@@ -1,0 +1,322 @@
+"""The C backend: whole-graph execution in the C runtime (``runtime_c``) through the cffi
+extension ``czmodel._cz_c``.
+
+``CModel(path_or_bytes, threads=None)`` opens a .cz file in C (format checks, graph
+validation, kernel forms) and exposes the same interface as ``czmodel.runtime.Model``:
+``.inputs`` / ``.outputs`` (``ValueInfo`` lists), ``.run(feeds) -> dict``, ``__call__``,
+``close()`` and context-manager use, plus ``resident_bytes(name)`` / ``.resident``.
+
+The GIL is released for the whole of each C call (cffi API mode does this for every call), so
+one model may be run from several Python threads at once; each ``cz_run`` uses its own
+workspace. Outputs are numpy arrays over the C buffers (no copy; freed with the array).
+
+C statuses map to ``czmodel.errors``: FORMAT -> FormatError, CORRUPT/CHECKSUM ->
+CorruptionError, UNSUPPORTED -> UnsupportedError, LIMIT -> LimitError, PARAM/SHAPE/NOT_FOUND
+-> RuntimeInputError, MEMORY -> MemoryError, IO -> OSError.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+try:
+    from czmodel._cz_c import ffi, lib
+except ImportError as _e:  # pragma: no cover - depends on the build
+    raise ImportError("the czmodel C extension is not built; build it with: "
+                      "python -m czmodel.runtime.c_build") from _e
+
+from czmodel.errors import (
+    CorruptionError,
+    FormatError,
+    LimitError,
+    RuntimeInputError,
+    UnsupportedError,
+)
+from czmodel.graph.model import Graph, ValueInfo
+from czmodel.runtime.executor import Backend
+
+_ERRLEN = 1024
+_DT = {
+    lib.CZ_F32: np.dtype(np.float32), lib.CZ_F16: np.dtype(np.float16),
+    lib.CZ_F64: np.dtype(np.float64), lib.CZ_I64: np.dtype(np.int64),
+    lib.CZ_I32: np.dtype(np.int32), lib.CZ_I16: np.dtype(np.int16),
+    lib.CZ_I8: np.dtype(np.int8), lib.CZ_U8: np.dtype(np.uint8),
+    lib.CZ_U16: np.dtype(np.uint16), lib.CZ_U32: np.dtype(np.uint32),
+    lib.CZ_BOOL: np.dtype(np.bool_),
+}
+_NP_TO_CZ = {v: k for k, v in _DT.items()}
+_NAMES = {lib.CZ_F32: "f32", lib.CZ_F16: "f16", lib.CZ_F64: "f64", lib.CZ_I64: "i64",
+          lib.CZ_I32: "i32", lib.CZ_I16: "i16", lib.CZ_I8: "i8", lib.CZ_U8: "u8",
+          lib.CZ_U16: "u16", lib.CZ_U32: "u32", lib.CZ_BOOL: "bool"}
+
+
+def _raise(status: int, err: Any, what: str = "") -> None:
+    msg = ffi.string(err).decode("utf-8", "replace") or ffi.string(
+        lib.cz_status_name(status)).decode()
+    if what:
+        msg = f"{what}: {msg}"
+    if status == lib.CZ_ERR_FORMAT:
+        raise FormatError(msg)
+    if status in (lib.CZ_ERR_CORRUPT, lib.CZ_ERR_CHECKSUM):
+        raise CorruptionError(msg)
+    if status == lib.CZ_ERR_UNSUPPORTED:
+        raise UnsupportedError(msg)
+    if status == lib.CZ_ERR_LIMIT:
+        raise LimitError(msg)
+    if status in (lib.CZ_ERR_PARAM, lib.CZ_ERR_SHAPE, lib.CZ_ERR_NOT_FOUND):
+        raise RuntimeInputError(msg)
+    if status == lib.CZ_ERR_MEMORY:
+        raise MemoryError(msg)
+    if status == lib.CZ_ERR_IO:
+        raise OSError(msg)
+    raise RuntimeError(f"C runtime status {status}: {msg}")
+
+
+def _free(p: Any) -> None:
+    lib.cz_free(ffi.NULL, p)   # the default allocator (the model's, as opened here)
+
+
+def _value_infos(infos: list[tuple[str, int, list[int]]], graph_side: list | None) -> list:
+    if graph_side is not None:
+        return [ValueInfo(v["name"], v["dtype"], list(v["shape"])) if isinstance(v, dict) else v
+                for v in graph_side]
+    return [ValueInfo(n, _NAMES[dt], [d if d >= 0 else f"d{i}" for i, d in enumerate(s)])
+            for n, dt, s in infos]
+
+
+class CModel:
+    """A .cz model opened and run by the C runtime (see the module doc)."""
+
+    def __init__(self, source: str | os.PathLike | bytes, threads: int | None = None, *,
+                 max_tensor_bytes: int | None = None, graph: Any = None) -> None:
+        self._lock = threading.Lock()
+        self._m = None
+        opts = ffi.new("cz_options *")
+        opts.threads = int(threads) if threads else (os.cpu_count() or 1)
+        opts.max_tensor_bytes = int(max_tensor_bytes or 0)
+        out = ffi.new("cz_model **")
+        err = ffi.new("char[]", _ERRLEN)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._data = ffi.from_buffer(bytes(source))   # kept alive: cz_open_memory borrows
+            st = lib.cz_open_memory(self._data, len(self._data), opts, out, err, _ERRLEN)
+        else:
+            self._data = None
+            st = lib.cz_open_file(os.fsencode(os.fspath(source)), opts, out, err, _ERRLEN)
+        if st != lib.CZ_OK:
+            _raise(st, err)
+        self._m = out[0]
+        self.threads = opts.threads
+        self._source = source
+        self._graph = graph
+        self._in_names = []
+        info = ffi.new("cz_info *")
+        ins, outs = [], []
+        for count, get, dst in ((lib.cz_input_count, lib.cz_input_info, ins),
+                                (lib.cz_output_count, lib.cz_output_info, outs)):
+            for i in range(count(self._m)):
+                if get(self._m, i, info) != lib.CZ_OK:
+                    raise RuntimeError("cz_*_info failed")
+                dst.append((ffi.string(info.name).decode(), int(info.dtype),
+                            [int(info.shape[k]) for k in range(info.ndim)]))
+        if not outs:
+            self.close()
+            raise FormatError("this file holds weights only (no graph); use czmodel.open to "
+                              "read its tensors")
+        self._c_inputs, self._c_outputs = ins, outs
+        self._vi_in = self._vi_out = None
+        self.backend: Backend = CBackend(threads=self.threads)
+
+    # -- graph interface -------------------------------------------------------------------
+    def _graph_side(self, key: str) -> list | None:
+        """ValueInfos with symbolic dim names (from the header graph, read in Python)."""
+        infos = self._c_inputs if key == "inputs" else self._c_outputs
+        if not any(d < 0 for _, _, s in infos for d in s):
+            return None
+        if self._graph is None:
+            import czmodel
+            with czmodel.open(self._source if not isinstance(self._source, memoryview)
+                              else bytes(self._source)) as f:
+                self._graph = f.graph
+        g = self._graph
+        return list(getattr(g, key)) if not isinstance(g, dict) else g[key]
+
+    @property
+    def graph(self) -> Graph:
+        """The model graph (parsed in Python from the header on first use)."""
+        if not isinstance(self._graph, Graph):
+            import czmodel
+            src = bytes(self._source) if isinstance(self._source, memoryview) else self._source
+            with czmodel.open(src) as f:
+                d = self._graph if isinstance(self._graph, dict) else f.graph
+                self._graph = Graph.from_header(d, set(f))
+        return self._graph
+
+    @property
+    def inputs(self) -> list[ValueInfo]:
+        if self._vi_in is None:
+            self._vi_in = _value_infos(self._c_inputs, self._graph_side("inputs"))
+        return self._vi_in
+
+    @property
+    def outputs(self) -> list[ValueInfo]:
+        if self._vi_out is None:
+            self._vi_out = _value_infos(self._c_outputs, self._graph_side("outputs"))
+        return self._vi_out
+
+    def _model(self) -> Any:
+        if self._m is None:
+            raise ValueError("model is closed")
+        return self._m
+
+    def run(self, feeds: Mapping[str, Any], *, fetch: list[str] | None = None
+            ) -> dict[str, np.ndarray]:
+        """Run the graph; returns ``{output name: array}``. Thread-safe."""
+        if fetch:
+            raise UnsupportedError("the C backend returns graph outputs only (no fetch of "
+                                   "intermediates); use backend='reference' or 'numba'")
+        if not isinstance(feeds, Mapping):
+            raise RuntimeInputError(f"feeds must be a mapping name -> array, got "
+                                    f"{type(feeds).__name__}")
+        m = self._model()
+        want = {n: dt for n, dt, _ in self._c_inputs}
+        n_in = len(feeds)
+        tin = ffi.new("cz_tensor[]", max(n_in, 1))
+        keep = []
+        for j, (name, x) in enumerate(feeds.items()):
+            if not isinstance(name, str):
+                raise RuntimeInputError(f"feed names must be strings, got {name!r}")
+            if not isinstance(x, np.ndarray):
+                dt = _DT.get(want.get(name, lib.CZ_F32))
+                try:
+                    x = np.asarray(x, dtype=dt)
+                except (TypeError, ValueError) as e:
+                    raise RuntimeInputError(f"input {name!r}: cannot convert to {dt}: {e}") \
+                        from None
+            cz_dt = _NP_TO_CZ.get(x.dtype)
+            if cz_dt is None:
+                raise RuntimeInputError(f"input {name!r} has dtype {x.dtype}, which the graph "
+                                        "cannot take (convert it with .astype)")
+            if x.ndim > 16:
+                raise RuntimeInputError(f"input {name!r} has rank {x.ndim}, over 16")
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            cname = ffi.new("char[]", name.encode())
+            buf = ffi.from_buffer(x) if x.nbytes else ffi.NULL
+            keep += [x, cname, buf]
+            t = tin[j]
+            t.name = cname
+            t.dtype = cz_dt
+            t.ndim = x.ndim
+            for k, d in enumerate(x.shape):
+                t.shape[k] = d
+            t.data = buf
+            t.bytes = x.nbytes
+        n_out = len(self._c_outputs)
+        tout = ffi.new("cz_tensor[]", n_out)
+        err = ffi.new("char[]", _ERRLEN)
+        st = lib.cz_run(m, tin, n_in, tout, n_out, err, _ERRLEN)   # GIL released here
+        if st != lib.CZ_OK:
+            _raise(st, err)
+        res = {}
+        for j in range(n_out):
+            t = tout[j]
+            dt = _DT[t.dtype]
+            shape = tuple(int(t.shape[k]) for k in range(t.ndim))
+            if t.bytes == 0:
+                _free(t.data)
+                arr = np.empty(shape, dt)
+            else:
+                p = ffi.gc(ffi.cast("char *", t.data), _free, size=t.bytes)
+                arr = np.frombuffer(ffi.buffer(p, t.bytes), dtype=dt).reshape(shape)
+            res[ffi.string(t.name).decode()] = arr
+        return res
+
+    def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        return self.run(feeds)
+
+    # -- tensors -----------------------------------------------------------------------------
+    def tensor_names(self) -> list[str]:
+        m = self._model()
+        info = ffi.new("cz_info *")
+        out = []
+        for i in range(lib.cz_tensor_count(m)):
+            lib.cz_tensor_info(m, i, info)
+            out.append(ffi.string(info.name).decode())
+        return out
+
+    def resident_bytes(self, name: str) -> int:
+        """Bytes the C runtime keeps resident for file tensor ``name`` (its kernel form)."""
+        v = ffi.new("uint64_t *")
+        st = lib.cz_tensor_resident_bytes(self._model(), name.encode(), v)
+        if st != lib.CZ_OK:
+            raise KeyError(name)
+        return int(v[0])
+
+    @property
+    def resident(self) -> dict[str, int]:
+        return {n: self.resident_bytes(n) for n in self.tensor_names()}
+
+    def verify(self) -> None:
+        err = ffi.new("char[]", _ERRLEN)
+        st = lib.cz_verify(self._model(), err, _ERRLEN)
+        if st != lib.CZ_OK:
+            _raise(st, err)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._m is not None:
+                lib.cz_close(self._m)
+                self._m = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def __enter__(self) -> CModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"CModel(inputs={[n for n, _, _ in self._c_inputs]}, "
+                f"outputs={[n for n, _, _ in self._c_outputs]}, threads={self.threads})")
+
+
+class CBackend(Backend):
+    """Registry entry "c" for ``czmodel.runtime.load``. The C runtime runs whole graphs, not
+    single ops: ``load_model`` builds a ``CModel``; ``op`` is not used."""
+
+    name = "c"
+
+    @staticmethod
+    def available() -> bool:
+        """Importing this module succeeded, so the compiled extension is there."""
+        return True
+
+    def op(self, op: str):  # noqa: ANN201
+        raise UnsupportedError(f"backend 'c' runs whole graphs (op {op!r} cannot run alone); "
+                               "load the model with czmodel.runtime.load(..., backend='c')")
+
+    def load_model(self, file: Any, graph: Any = None,
+                   max_tensor_bytes: int | None = None) -> CModel:
+        """A ``CModel`` for an open ``CzFile`` (its path, else its bytes), a path or bytes."""
+        src = file
+        if hasattr(file, "_buf") or hasattr(file, "path"):
+            src = file.path if getattr(file, "path", None) else bytes(file._buf)
+        m = CModel(src, threads=self.threads, max_tensor_bytes=max_tensor_bytes, graph=graph)
+        m.backend = self
+        return m
+
+
+def load(source: str | os.PathLike | bytes, threads: int | None = None, *,
+         max_tensor_bytes: int | None = None) -> CModel:
+    """Open ``source`` with the C runtime."""
+    return CModel(source, threads=threads, max_tensor_bytes=max_tensor_bytes)

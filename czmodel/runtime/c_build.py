@@ -1,0 +1,160 @@
+"""Build the C runtime's Python extension ``czmodel._cz_c`` (cffi, API mode).
+
+    python -m czmodel.runtime.c_build          # compile in place (skips if up to date)
+    python -m czmodel.runtime.c_build --force  # recompile
+
+The extension is compiled from ``runtime_c/src/*.c`` and ``runtime_c/src/kernels/*.c`` and
+placed next to ``czmodel/__init__.py`` (so editable installs and the tests import it). Needs a
+C compiler, libzstd headers and OpenMP (gcc). cffi API-mode calls release the GIL while C
+runs, so ``cz_run`` calls from several Python threads proceed in parallel.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+
+import cffi
+
+PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../czmodel
+ROOT = os.path.dirname(PKG_DIR)
+RUNTIME = os.path.join(ROOT, "runtime_c")
+MODULE = "czmodel._cz_c"
+
+# The public API of runtime_c/include/cz.h (CZ_MAX_NDIM = 16).
+CDEF = """
+typedef enum {
+    CZ_OK = 0, CZ_ERR_FORMAT = 100, CZ_ERR_CORRUPT = 200, CZ_ERR_CHECKSUM = 201,
+    CZ_ERR_UNSUPPORTED = 300, CZ_ERR_LIMIT = 400, CZ_ERR_PARAM = 500, CZ_ERR_SHAPE = 501,
+    CZ_ERR_NOT_FOUND = 502, CZ_ERR_MEMORY = 600, CZ_ERR_IO = 700
+} cz_status;
+const char *cz_status_name(cz_status status);
+typedef enum {
+    CZ_F32 = 1, CZ_F16 = 2, CZ_F64 = 3, CZ_I64 = 4, CZ_I32 = 5, CZ_I16 = 6, CZ_I8 = 7,
+    CZ_U8 = 8, CZ_U16 = 9, CZ_U32 = 10, CZ_BOOL = 11
+} cz_dtype;
+size_t cz_dtype_size(cz_dtype dtype);
+typedef struct {
+    void *(*alloc)(void *ctx, size_t size, size_t align);
+    void (*free)(void *ctx, void *ptr);
+    void *ctx;
+} cz_allocator;
+typedef struct {
+    const cz_allocator *allocator;
+    uint64_t max_tensor_bytes;
+    int threads;
+} cz_options;
+typedef struct cz_model cz_model;
+cz_status cz_open_file(const char *path, const cz_options *options, cz_model **out,
+                       char *err, size_t errlen);
+cz_status cz_open_memory(const void *data, size_t size, const cz_options *options,
+                         cz_model **out, char *err, size_t errlen);
+void cz_close(cz_model *model);
+cz_status cz_verify(const cz_model *model, char *err, size_t errlen);
+typedef struct {
+    const char *name;
+    cz_dtype dtype;
+    int ndim;
+    int64_t shape[16];
+} cz_info;
+int cz_tensor_count(const cz_model *model);
+cz_status cz_tensor_info(const cz_model *model, int index, cz_info *out);
+cz_status cz_tensor_read(const cz_model *model, const char *name, void *out, size_t bytes,
+                         char *err, size_t errlen);
+cz_status cz_tensor_resident_bytes(const cz_model *model, const char *name, uint64_t *out);
+int cz_input_count(const cz_model *model);
+int cz_output_count(const cz_model *model);
+cz_status cz_input_info(const cz_model *model, int index, cz_info *out);
+cz_status cz_output_info(const cz_model *model, int index, cz_info *out);
+typedef struct {
+    const char *name;
+    cz_dtype dtype;
+    int ndim;
+    int64_t shape[16];
+    void *data;
+    size_t bytes;
+} cz_tensor;
+cz_status cz_run(const cz_model *model, const cz_tensor *inputs, int n_inputs,
+                 cz_tensor *outputs, int n_outputs, char *err, size_t errlen);
+void cz_free(const cz_model *model, void *ptr);
+const char *cz_version(void);
+"""
+
+
+def sources() -> list[str]:
+    return sorted(glob.glob(os.path.join(RUNTIME, "src", "*.c"))
+                  + glob.glob(os.path.join(RUNTIME, "src", "kernels", "*.c")))
+
+
+def _inputs() -> list[str]:
+    return (sources() + glob.glob(os.path.join(RUNTIME, "src", "**", "*.h"), recursive=True)
+            + glob.glob(os.path.join(RUNTIME, "include", "*.h")) + [os.path.abspath(__file__)])
+
+
+def _rel(path: str) -> str:
+    """setuptools (pip install) refuses absolute source paths; it runs from ROOT."""
+    return os.path.relpath(path, ROOT) if os.path.abspath(os.getcwd()) == ROOT else path
+
+
+def ffibuilder() -> cffi.FFI:
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    ffi.set_source(
+        MODULE, '#include "cz.h"\n',
+        sources=[_rel(p) for p in sources()],
+        include_dirs=[_rel(os.path.join(RUNTIME, "include")), _rel(os.path.join(RUNTIME, "src"))],
+        libraries=["zstd", "m"],
+        define_macros=[("_DEFAULT_SOURCE", None)],   # as runtime_c/Makefile
+        extra_compile_args=["-O2", "-std=c11", "-fopenmp"],
+        extra_link_args=["-fopenmp"])
+    return ffi
+
+
+def target_path() -> str:
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    return os.path.join(PKG_DIR, "_cz_c" + suffix)
+
+
+def up_to_date() -> bool:
+    t = target_path()
+    if not os.path.exists(t):
+        return False
+    mt = os.path.getmtime(t)
+    return all(os.path.getmtime(p) <= mt for p in _inputs())
+
+
+def build(force: bool = False, verbose: bool = False) -> str:
+    """Compile the extension into the czmodel package; returns its path. Raises on failure
+    (``cffi.VerificationError`` / ``distutils`` errors carry the compiler output)."""
+    target = target_path()
+    if not force and up_to_date():
+        return target
+    tmp = tempfile.mkdtemp(prefix="cz_cffi_")
+    try:
+        built = ffibuilder().compile(tmpdir=tmp, verbose=verbose)
+        tmp_target = target + f".tmp{os.getpid()}"
+        shutil.copyfile(built, tmp_target)
+        os.replace(tmp_target, target)   # atomic: a concurrent import sees old or new
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    force = "--force" in argv
+    try:
+        path = build(force=force, verbose="-v" in argv)
+    except Exception as e:  # noqa: BLE001 - report the compiler failure on one line + details
+        print(f"czmodel C extension build failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

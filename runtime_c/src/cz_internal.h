@@ -1,0 +1,177 @@
+/*
+ * cz_internal.h -- shared internal interfaces of the C runtime (not installed).
+ *
+ * Three parts meet here: the format layer (msgpack header reader, container checks,
+ * entropy decoding, codecs -> kernel forms), the kernels (GEMM/conv over kernel forms) and
+ * the graph executor. Each part owns its own .c files; this header is the contract.
+ */
+#ifndef CZ_INTERNAL_H
+#define CZ_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cz.h"
+
+/* ---- errors and memory --------------------------------------------------------------- */
+
+/* Format a message into err (if non-NULL) and return st. Always NUL-terminates. */
+cz_status cz_fail(char *err, size_t errlen, cz_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+void *cz_mem_alloc(const cz_allocator *a, size_t size, size_t align); /* NULL on failure */
+void cz_mem_free(const cz_allocator *a, void *p);
+const cz_allocator *cz_default_allocator(void);
+
+/* Overflow-checked size arithmetic: return 0 on overflow (and leave *out untouched). */
+static inline int cz_mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
+    if (a && b > UINT64_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+static inline int cz_add_ok(uint64_t a, uint64_t b, uint64_t *out) {
+    if (b > UINT64_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+/* A bump arena over the allocator: many small allocations freed together. */
+typedef struct cz_arena_block cz_arena_block;
+typedef struct {
+    const cz_allocator *a;
+    cz_arena_block *head;
+    uint64_t used, cap;            /* cap: total bytes allowed (0 = unlimited) */
+} cz_arena;
+void cz_arena_init(cz_arena *ar, const cz_allocator *a, uint64_t cap);
+void *cz_arena_alloc(cz_arena *ar, size_t size, size_t align);   /* NULL: out of memory/cap */
+void cz_arena_free_all(cz_arena *ar);
+
+/* ---- msgpack reader (src/msgpack.c) -------------------------------------------------- */
+
+typedef enum {
+    CZ_MP_NIL = 0, CZ_MP_BOOL, CZ_MP_INT, CZ_MP_FLOAT, CZ_MP_STR, CZ_MP_BIN, CZ_MP_ARRAY,
+    CZ_MP_MAP
+} cz_mp_type;
+
+typedef struct cz_mp {
+    cz_mp_type type;
+    uint32_t len;                  /* STR/BIN bytes; ARRAY items; MAP pairs */
+    union {
+        int b;
+        int64_t i;                 /* INT: values > INT64_MAX are rejected at parse */
+        double f;
+        const char *s;             /* STR (NUL-terminated copy; may contain no NUL) / BIN */
+        const struct cz_mp *items; /* ARRAY: len items; MAP: 2*len (key, value, ...) */
+    } v;
+} cz_mp;
+
+/* Parse exactly `len` bytes (trailing bytes are an error) into nodes allocated from `ar`.
+ * Nesting deeper than 64 levels, ext types, invalid UTF-8 in strings, map keys that are
+ * not strings, duplicate keys in a map -> CZ_ERR_FORMAT. */
+cz_status cz_mp_parse(const uint8_t *buf, size_t len, cz_arena *ar, const cz_mp **root,
+                      char *err, size_t errlen);
+const cz_mp *cz_mp_get(const cz_mp *map, const char *key);   /* NULL if absent / not a map */
+int cz_mp_streq(const cz_mp *s, const char *lit);
+
+/* ---- kernel forms (built by src/forms.c, consumed by src/kernels/) ------------------- */
+
+typedef enum {
+    CZ_FORM_DENSE = 1, CZ_FORM_RELIDX, CZ_FORM_CODEBOOK, CZ_FORM_AFFINE, CZ_FORM_NM,
+    CZ_FORM_SVD, CZ_FORM_TUCKER2, CZ_FORM_SUM
+} cz_form_kind;
+
+typedef enum { CZ_VALS_F32 = 1, CZ_VALS_CODEBOOK = 2 } cz_vals_kind;
+
+typedef struct cz_form cz_form;
+struct cz_form {
+    cz_form_kind kind;
+    int ndim;
+    int64_t shape[CZ_MAX_NDIM];
+    int64_t rows, cols;            /* 2-D view: rows = shape[0], cols = prod(shape[1:]) */
+    uint64_t resident_bytes;       /* this form and its children */
+    union {
+        struct { const float *w; } dense;                       /* rows x cols */
+        struct {                   /* EIE-style relative-index CSR */
+            int gap_bits;          /* filler symbol = (1 << gap_bits) - 1 */
+            const int64_t *gap_ptr, *val_ptr;                   /* rows + 1 each */
+            const uint8_t *gaps;
+            cz_vals_kind vkind;
+            const uint8_t *idx;    /* CODEBOOK: nnz indices into lut[k] */
+            const float *lut;
+            int k;
+            const float *vals;     /* F32: nnz values */
+        } relidx;
+        struct {
+            const uint8_t *idx;    /* rows x cols */
+            const float *lut;      /* k (per tensor) or rows x k (per_row) */
+            int k, per_row;
+        } codebook;
+        struct {
+            const int8_t *q;       /* rows x cols; int4 and other widths widened to int8 */
+            int bits;
+            const float *scale;    /* group > 0: rows x ngroups; per_row: rows; else 1 */
+            const int32_t *zp;     /* same count as scale, or NULL (symmetric) */
+            int64_t group;         /* 0: none */
+            int per_row;
+        } affine;
+        struct {
+            int n, m;
+            const uint8_t *pos;    /* groups * n positions */
+            cz_vals_kind vkind;
+            const uint8_t *idx;
+            const float *lut;
+            int k;
+            const float *vals;
+        } nm;
+        struct { cz_form *u, *v; } svd;                         /* u: rows x r, v: r x cols */
+        struct { cz_form *first, *core, *last; } tucker2;       /* conv 1x1, kxk, 1x1 */
+        struct { int n; cz_form **terms; } sum;
+    } u;
+    /* ---- optional derived caches (appended; NULL = not built, kernels fall back) ---- */
+    /* RELIDX: absolute column of every stored value (nnz entries, indexed like the values),
+     * built by czk_relidx_prepare() when cols <= 65536. Lets batch-1 skip the serial gap
+     * walk (2 bytes per nnz, counted in resident_bytes). */
+    const uint16_t *relidx_col16;
+};
+
+/* ---- per-call workspace ------------------------------------------------------------- */
+
+typedef struct {
+    cz_arena arena;                /* scratch for one cz_run call; freed at its end */
+    int threads;
+} cz_ws;
+
+/* ---- kernels (src/kernels/) ---------------------------------------------------------- */
+
+/* Y[b, r] (+)= sum_c W[r, c] * X[b, c] (+ bias[r]): Y = X W^T for any form.
+ * X: batch x cols with row stride ldx; Y: batch x rows with row stride ldy.
+ * Returns CZ_ERR_MEMORY if scratch could not be allocated, CZ_OK otherwise. */
+cz_status czk_linear(const cz_form *w, int64_t batch, const float *x, int64_t ldx,
+                     const float *bias, float *y, int64_t ldy, cz_ws *ws);
+
+typedef struct {
+    int64_t n, c, h, w;            /* input NCHW */
+    int64_t oc, kh, kw, group;
+    int64_t stride_h, stride_w, dil_h, dil_w;
+    int64_t pad_t, pad_l, pad_b, pad_r;
+    int64_t oh, ow;                /* output spatial size (computed by the caller) */
+} czk_conv_params;
+
+/* 2-D convolution, NCHW, weight form shaped (oc, c/group, kh, kw); bias may be NULL. */
+cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
+                     const float *bias, float *y, cz_ws *ws);
+
+/* CPU features found at run time (bit 0: AVX2+FMA, bit 1: AVX-512F, bit 2: AVX-512 VNNI). */
+int czk_cpu_features(void);
+
+/* Optional load-time preparation of a RELIDX form (call once after building the form, before
+ * any kernel runs on it; not thread-safe against concurrent kernel calls on the same form).
+ * Builds f->relidx_col16 (absolute u16 column per stored value) from the gap stream, with
+ * memory from `a`, and adds its size to f->resident_bytes. *owned receives the allocation
+ * (free it with cz_mem_free(a, *owned) when the form dies; NULL if nothing was built).
+ * No-op (CZ_OK, *owned = NULL) for other kinds, cols > 65536, or an already prepared form.
+ * Returns CZ_ERR_MEMORY or CZ_ERR_FORMAT (a value lands at col >= cols) on failure. */
+cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned);
+
+#endif /* CZ_INTERNAL_H */

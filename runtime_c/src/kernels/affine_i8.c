@@ -1,0 +1,793 @@
+/*
+ * affine_i8.c -- int8 weights (AFFINE forms: w = (q - zp) * scale, scale per tensor, per row
+ * or per group of `group` columns; q widened to int8 by the format layer) against
+ * DYNAMICALLY quantized activations.
+ *
+ *   1. every row of X is quantized to int8 with its own scale sx = max|x| / 127
+ *      (symmetric, round half to even, clamp +-127) -- czk_quant_row, shared by all paths;
+ *   2. int32 accumulation per (row, output, group): acc = sum xq * q  - zp * sum xq
+ *      (the zero point folds into a per-group activation sum, so the inner loop is a pure
+ *      int8 dot product);
+ *   3. y = sx * sum_g float(acc_g) * scale_g (+ bias), in float.
+ * The int32 accumulators of every path are BIT-EXACT with the plain C reference (integer
+ * arithmetic is exact; no path can overflow: |xq*q| <= 127*128, K < 2^17 per group in
+ * practice, and the spec caps tensors well below 2^31 / 16256 columns per row... rows with
+ * more than 132k columns would need a 64-bit accumulator and are not produced by any codec
+ * we ship).
+ *
+ * SIMD paths:
+ *   AVX-512 VNNI: vpdpbusd multiplies u8 x s8, so X is offset by +128 into uint8 and the
+ *     kernel subtracts 128 * sum(q) per output; sum(q) is computed in the same loop by a
+ *     second vpdpbusd against a vector of ones (no precomputed row sums needed, and the
+ *     masked tail loads handle any group boundary). Block: 4 weight rows x 4 X rows.
+ *     NOTE: compiled and dispatched on CPUs with AVX512_VNNI; the machine this was
+ *     developed on has none, so this path is compile-checked only.
+ *   AVX2: vpmaddubsw would saturate (255*127*2 > 32767), so X is widened to int16 once per
+ *     call and each weight vector is sign-extended (vpmovsxbw) and multiplied with vpmaddwd
+ *     (int16 x int16 -> int32 pairs, exact). Block: 3 weight rows x 4 X rows = 12 ymm
+ *     accumulators (3 W + 1 temp: exactly 16 registers); the X operand comes from memory.
+ *   portable: plain C int32 loops (also the reference).
+ * Threads: over blocks of weight rows when rows*cols*batch is large.
+ */
+#include <stdlib.h>
+
+#include "kint.h"
+#if CZK_X86
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* fp-contract off: x*inv must be rounded before the magic add, in every build */
+__attribute__((optimize("fp-contract=off"))) float czk_quant_row(const float *x, int64_t xs_c, int64_t cols, int8_t *q) {
+    float amax = 0.f;
+    for (int64_t c = 0; c < cols; c++) {
+        float a = x[c * xs_c];
+        a = a < 0 ? -a : a;
+        amax = a > amax ? a : amax;
+    }
+    if (!(amax > 0.f) || amax > 3.0e38f) {   /* zero, NaN or inf row: quantize to zeros */
+        memset(q, 0, (size_t)cols);
+        return 0.f;
+    }
+    float inv = 127.f / amax;
+    /* round half to even: adding and subtracting 1.5 * 2^23 rounds in the default mode */
+    const float magic = 12582912.f;
+    for (int64_t c = 0; c < cols; c++) {
+        float t = x[c * xs_c] * inv;
+        if (t != t) t = 0.f;   /* NaN element (amax ignores it): 0, as the SIMD paths do */
+        float r = (t + magic) - magic;
+        r = r > 127.f ? 127.f : r < -127.f ? -127.f : r;
+        q[c] = (int8_t)(int)r;
+    }
+    return amax / 127.f;
+}
+
+static inline int64_t ngroups_of(const cz_form *w) {
+    int64_t G = w->u.affine.group;
+    return G > 0 ? (w->cols + G - 1) / G : 1;
+}
+static inline int64_t sidx(const cz_form *w, int64_t r, int64_t g) {
+    if (w->u.affine.group > 0) return r * ngroups_of(w) + g;
+    return w->u.affine.per_row ? r : 0;
+}
+
+/* ---- reference ---------------------------------------------------------------------- */
+void czk_affine_acc_ref(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
+                        int32_t *acc) {
+    int64_t cols = w->cols, rows = w->rows, ng = ngroups_of(w);
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+                int32_t s = 0, xs = 0;
+                for (int64_t c = c0; c < c1; c++) {
+                    s += (int32_t)xq[i * ldq + c] * (int32_t)w->u.affine.q[r * cols + c];
+                    xs += xq[i * ldq + c];
+                }
+                if (w->u.affine.zp) s -= w->u.affine.zp[sidx(w, r, g)] * xs;
+                acc[(i * rows + r) * ng + g] = s;
+            }
+}
+
+void czk_affine_op_ref(CZK_OP_ARGS) {
+    int64_t cols = w->cols, ng = ngroups_of(w);
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    int8_t *xq = malloc(cols ? (size_t)cols : 1);
+    if (!xq) return;
+    for (int64_t i = 0; i < n; i++) {
+        float sx = czk_quant_row(x + i * xs_n, xs_c, cols, xq);
+        for (int64_t r = r0; r < r1; r++) {
+            float f = 0.f;
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+                int32_t s = 0, xs = 0;
+                for (int64_t c = c0; c < c1; c++) {
+                    s += (int32_t)xq[c] * (int32_t)w->u.affine.q[r * cols + c];
+                    xs += xq[c];
+                }
+                if (w->u.affine.zp) s -= w->u.affine.zp[sidx(w, r, g)] * xs;
+                f += (float)s * w->u.affine.scale[sidx(w, r, g)];
+            }
+            float v = f * sx + (bias ? bias[r - r0] : 0.f);
+            float *o = &y[i * ys_n + (r - r0) * ys_r];
+            *o = acc ? *o + v : v;
+        }
+    }
+    free(xq);
+}
+
+/* ---- block kernels: out[i][j] = sum_{c0<=c<c1} X_i[c] * W_j[c] for i < nb, j < nr ---- */
+typedef void (*blk_fn)(const void *x, int64_t ldx, int nb, const int8_t *w, int64_t ldw,
+                       int nr, int64_t c0, int64_t c1, int32_t out[4][4]);
+
+static void blk_port(const void *xv, int64_t ldx, int nb, const int8_t *w, int64_t ldw, int nr,
+                     int64_t c0, int64_t c1, int32_t out[4][4]) {
+    const int8_t *x = xv;
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < nr; j++) {
+            int32_t s = 0;
+            for (int64_t c = c0; c < c1; c++) s += (int32_t)x[i * ldx + c] * (int32_t)w[j * ldw + c];
+            out[i][j] = s;
+        }
+}
+
+#if CZK_X86
+/* X: uint8 = xq + 128, row stride ldx, padded to a multiple of 64 past cols. */
+CZK_T_VNNI static void blk_vnni(const void *xv, int64_t ldx, int nb, const int8_t *w,
+                                int64_t ldw, int nr, int64_t c0, int64_t c1,
+                                int32_t out[4][4]) {
+    const uint8_t *x = xv;
+    const uint8_t *xp[4];
+    const int8_t *wp[4];
+    for (int i = 0; i < 4; i++) xp[i] = x + (i < nb ? i : 0) * ldx;
+    for (int j = 0; j < 4; j++) wp[j] = w + (j < nr ? j : 0) * ldw;
+    __m512i a[4][4], ws[4];
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int j = 0; j < 4; j++) {
+        ws[j] = _mm512_setzero_si512();
+        for (int i = 0; i < 4; i++) a[i][j] = _mm512_setzero_si512();
+    }
+    for (int64_t c = c0; c < c1; c += 64) {
+        __mmask64 m = c1 - c >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (c1 - c)) - 1);
+        __m512i wv[4], xu[4];
+        for (int j = 0; j < 4; j++) {
+            wv[j] = _mm512_maskz_loadu_epi8(m, wp[j] + c);
+            ws[j] = _mm512_dpbusd_epi32(ws[j], ones, wv[j]);
+        }
+        for (int i = 0; i < 4; i++) {
+            xu[i] = _mm512_maskz_loadu_epi8(m, xp[i] + c);
+            for (int j = 0; j < 4; j++) a[i][j] = _mm512_dpbusd_epi32(a[i][j], xu[i], wv[j]);
+        }
+    }
+    for (int j = 0; j < nr; j++) {
+        int32_t corr = 128 * _mm512_reduce_add_epi32(ws[j]);
+        for (int i = 0; i < nb; i++) out[i][j] = _mm512_reduce_add_epi32(a[i][j]) - corr;
+    }
+}
+#endif
+
+/* Prepared activations for one call. */
+typedef struct {
+    int isa;                 /* CZK_ISA_* actually used */
+    blk_fn blk;
+    int RB;                  /* weight rows per block */
+    const void *xb;          /* ISA-specific X buffer */
+    int64_t ldx;             /* elements */
+    int esz;                 /* bytes per element of xb */
+} i8_plan;
+
+static cz_status plan_x(int isa, int64_t n, int64_t cols, const int8_t *xq, int64_t ldq,
+                        i8_plan *pl, cz_ws *ws) {
+    pl->isa = CZK_ISA_PORTABLE; pl->blk = blk_port; pl->RB = 4;
+    pl->xb = xq; pl->ldx = ldq; pl->esz = 1;
+#if CZK_X86
+    int f = czk_features();
+    if (isa >= CZK_ISA_AVX512 && (f & CZK_F_VNNI)) {
+        int64_t ld = (cols + 63) / 64 * 64;
+        uint8_t *b = czk_scratch(ws, (size_t)n * ld + 64);
+        if (!b) return CZ_ERR_MEMORY;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t c = 0; c < cols; c++) b[i * ld + c] = (uint8_t)(xq[i * ldq + c] + 128);
+            memset(b + i * ld + cols, 128, (size_t)(ld - cols));
+        }
+        pl->isa = CZK_ISA_AVX512; pl->blk = blk_vnni; pl->RB = 4; pl->xb = b; pl->ldx = ld;
+    }
+#else
+    (void)isa; (void)cols; (void)ws;
+#endif
+    (void)n;
+    return CZ_OK;
+}
+
+/* Per-group activation sums (only needed with zero points): xs[i*ng + g]. */
+static int32_t *group_sums(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq, cz_ws *ws) {
+    int64_t cols = w->cols, ng = ngroups_of(w);
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    int32_t *xs = czk_scratch(ws, (size_t)n * ng * sizeof(int32_t));
+    if (!xs) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+            int32_t s = 0;
+            for (int64_t c = c0; c < c1; c++) s += xq[i * ldq + c];
+            xs[i * ng + g] = s;
+        }
+    return xs;
+}
+
+/* ======================================================================================
+ * AVX2 exact paths (no VNNI): the int32 accumulators are bit-exact with the reference.
+ *
+ * batch 1..3 -- GEMV straight from the int8 weight rows (memory bound: 1 byte / weight),
+ *   4 weight rows x 32 columns per step with the sign trick:
+ *       vpmaddubsw(|w| as u8, sign(xq, w) as s8) -> s16 pairs, vpmaddwd(ones) -> int32.
+ *   |w| <= 128 and |sign(xq, w)| <= 127 (activations are clamped to +-127 by
+ *   czk_quant_row, a PRECONDITION of every path), so a pair is <= 2*128*127 = 32512 < 32767:
+ *   vpmaddubsw never saturates and the result is exact for every int8 weight incl. -128.
+ * batch >= 4 -- a real GEMM on int16: activations are widened to int16 rows (pairs of
+ *   consecutive k are one int32 broadcast), weights are packed PER CALL into int16 panels
+ *   of NR outputs x KC columns laid out [k/2][NR][2] (8x8 int32 transposes, ~0.4 op per
+ *   weight, amortized over the batch), and an MR x NR register-blocked micro-kernel does
+ *   vpmaddwd (int16 x int16 -> int32 pairs, exact) + vpaddd: 12 ymm accumulators
+ *   (6x16 or 4x24, picked per shape to minimize padding). K is cut into segments at KC
+ *   and at scale-group boundaries; int32 partial sums of a group stay int32 across KC
+ *   segments (exact), groups are combined in float in group order as in the reference.
+ * The same micro-kernel runs int8 convolutions (czk_affine_conv_cols) with roles swapped:
+ *   A = weight rows (int16), B = im2col pixels quantized per pixel into the panels.
+ * ====================================================================================== */
+#if CZK_X86
+/* a: packed A tile [kp][MR] int32 (= int16 pairs), b: packed B panel [kp][NR][2] int16 */
+typedef void (*uk16_fn)(int64_t nkp, const int32_t *a, const int16_t *b, int32_t *c,
+                        int64_t ldc, int load);
+
+#define DEF_UK16(MR, NV)                                                                      \
+    CZK_T_AVX2 static void uk16_##MR##x##NV(int64_t nkp, const int32_t *a, const int16_t *b,  \
+                                            int32_t *c, int64_t ldc, int load) {              \
+        __m256i acc[MR][NV];                                                                  \
+        _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
+                acc[m][j] = _mm256_setzero_si256();                                           \
+        for (int64_t kp = 0; kp < nkp; kp++) {                                                \
+            __m256i bv[NV];                                                                   \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
+                bv[j] = _mm256_load_si256((const __m256i *)(b + (kp * NV + j) * 16));         \
+            _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++) {                            \
+                __m256i av = _mm256_set1_epi32(a[kp * MR + m]);                               \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                          \
+                    acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(av, bv[j]));    \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                            \
+                __m256i *p = (__m256i *)(c + m * ldc + j * 8);                                \
+                __m256i v = acc[m][j];                                                        \
+                if (load) v = _mm256_add_epi32(v, _mm256_loadu_si256(p));                     \
+                _mm256_storeu_si256(p, v);                                                    \
+            }                                                                                 \
+    }
+DEF_UK16(6, 2)
+DEF_UK16(4, 3)
+
+typedef struct { int MR, NR; uk16_fn uk; } uk16_sel;
+/* M rows of A (broadcast side) x N columns of B (panel side): least padded work */
+static uk16_sel pick_uk16(int64_t M, int64_t N) {
+    double c62 = (double)((M + 5) / 6 * 6) * (double)((N + 15) / 16 * 16);
+    double c43 = (double)((M + 3) / 4 * 4) * (double)((N + 23) / 24 * 24);
+    uk16_sel s;
+    if (c43 < c62) { s.MR = 4; s.NR = 24; s.uk = uk16_4x3; }
+    else { s.MR = 6; s.NR = 16; s.uk = uk16_6x2; }
+    return s;
+}
+
+/* A tile: ap[kp*MR + m] = pair (row_m[2kp], row_m[2kp+1]) for kp < nkp; NULL rows -> 0.
+ * Rows must be readable up to 2*nkp elements (callers pad). */
+static void pack_a16(const int16_t *const *rows, int MR, int64_t nkp, int32_t *ap) {
+    for (int m = 0; m < MR; m++) {
+        const int16_t *r = rows[m];
+        if (!r) { for (int64_t kp = 0; kp < nkp; kp++) ap[kp * MR + m] = 0; continue; }
+        for (int64_t kp = 0; kp < nkp; kp++) memcpy(&ap[kp * MR + m], r + 2 * kp, 4);
+    }
+}
+
+#define I8_KC 256
+CZK_T_AVX2 static inline void tr8x8(__m256i r[8]) {
+    __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    r[0] = _mm256_permute2x128_si256(u0, u4, 0x20); r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    r[1] = _mm256_permute2x128_si256(u1, u5, 0x20); r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    r[2] = _mm256_permute2x128_si256(u2, u6, 0x20); r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    r[3] = _mm256_permute2x128_si256(u3, u7, 0x20); r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+/* Pack int8 weight rows [0, nvalid) of Q (row stride ldq), columns [k0, k0+kc), into
+ * int16 panels of NR rows: bp[p*nkp*NR*2 + kp*NR*2 + jj*2 + t] = Q[p*NR+jj][k0+2kp+t],
+ * zero past nvalid / past kc. npan panels. */
+CZK_T_AVX2 static void pack_w16(const int8_t *Q, int64_t ldq, int64_t nvalid, int npan, int NR,
+                                int64_t k0, int64_t kc, int16_t *bp) {
+    int64_t nkp = (kc + 1) / 2;
+    for (int p = 0; p < npan; p++) {
+        int16_t *dst = bp + (int64_t)p * nkp * NR * 2;
+        for (int sub = 0; sub < NR / 8; sub++) {
+            int64_t rb = (int64_t)p * NR + sub * 8;
+            const int8_t *rp[8];
+            int nv = 0;
+            for (int l = 0; l < 8; l++) {
+                rp[l] = rb + l < nvalid ? Q + (rb + l) * ldq + k0 : NULL;
+                nv += rp[l] != NULL;
+            }
+            int64_t kk = 0;
+            if (nv == 8)
+                for (; kk + 16 <= kc; kk += 16) {
+                    __m256i r[8];
+                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++) {
+                        r[l] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rp[l] + kk)));
+                        /* the next K segment of these rows: ahead of time */
+                        if ((kk & 63) == 0) _mm_prefetch((const char *)(rp[l] + kk + I8_KC), _MM_HINT_T0);
+                    }
+                    tr8x8(r);
+                    for (int q = 0; q < 8; q++)
+                        _mm256_store_si256((__m256i *)(dst + (kk / 2 + q) * NR * 2 + sub * 16), r[q]);
+                }
+            for (int64_t k = kk; k < 2 * nkp; k++) {
+                int16_t *d = dst + (k / 2) * NR * 2 + sub * 16 + (k & 1);
+                for (int l = 0; l < 8; l++) d[l * 2] = (rp[l] && k < kc) ? rp[l][k] : 0;
+            }
+        }
+    }
+}
+
+/* Quantize one contiguous row like czk_quant_row (bit-identical), int8 and/or int16 out;
+ * q16 is zero padded to pad16 elements. */
+CZK_T_AVX2 static float quant_row_avx2(const float *x, int64_t cols, int8_t *q8, int16_t *q16,
+                                       int64_t pad16) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 am = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) am = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + c), absm), am);
+    float t8[8], amax = 0.f;
+    _mm256_storeu_ps(t8, am);
+    for (int i = 0; i < 8; i++) amax = t8[i] > amax ? t8[i] : amax;
+    for (; c < cols; c++) { float a = x[c] < 0 ? -x[c] : x[c]; amax = a > amax ? a : amax; }
+    if (!(amax > 0.f) || amax > 3.0e38f) {
+        if (q8) memset(q8, 0, (size_t)cols);
+        if (q16) memset(q16, 0, (size_t)pad16 * 2);
+        return 0.f;
+    }
+    float inv = 127.f / amax;
+    const __m256 vi = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        __m256 t0 = _mm256_mul_ps(_mm256_loadu_ps(x + c), vi);
+        __m256 t1 = _mm256_mul_ps(_mm256_loadu_ps(x + c + 8), vi);
+        t0 = _mm256_and_ps(t0, _mm256_cmp_ps(t0, t0, _CMP_ORD_Q));
+        t1 = _mm256_and_ps(t1, _mm256_cmp_ps(t1, t1, _CMP_ORD_Q));
+        __m256i i0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t0), lo), hi);
+        __m256i i1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t1), lo), hi);
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);   /* 16 x s16 */
+        if (q16) _mm256_storeu_si256((__m256i *)(q16 + c), w);
+        if (q8) {
+            __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+            _mm_storeu_si128((__m128i *)(q8 + c), b);
+        }
+    }
+    for (; c < cols; c++) {   /* intrinsics: never contracted into an FMA */
+        __m128 t = _mm_mul_ss(_mm_set_ss(x[c]), _mm_set_ss(inv));
+        t = _mm_and_ps(t, _mm_cmpord_ss(t, t));
+        int r = _mm_cvtss_si32(t);   /* round half to even (default MXCSR) */
+        r = r > 127 ? 127 : r < -127 ? -127 : r;
+        if (q8) q8[c] = (int8_t)r;
+        if (q16) q16[c] = (int16_t)r;
+    }
+    if (q16) for (c = cols; c < pad16; c++) q16[c] = 0;
+    return amax / 127.f;
+}
+
+CZK_T_AVX2 static inline int32_t hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* GEMV core: out[j] = sum_{c0<=c<c1} xq[c] * w_j[c] for 4 weight rows (sign trick). */
+CZK_T_AVX2 static inline void gemv4_i8(const int8_t *xq, const int8_t *w0, const int8_t *w1,
+                                       const int8_t *w2, const int8_t *w3, int64_t c0,
+                                       int64_t c1, int32_t out[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t c = c0;
+#define GV_STEP(A, W)                                                                         \
+    {                                                                                         \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)((W) + c));                          \
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));      \
+        A = _mm256_add_epi32(A, _mm256_madd_epi16(p, ones));                                  \
+    }
+    for (; c + 32 <= c1; c += 32) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + c));
+        GV_STEP(a0, w0) GV_STEP(a1, w1) GV_STEP(a2, w2) GV_STEP(a3, w3)
+    }
+#undef GV_STEP
+    int32_t s0 = hsum8i(a0), s1 = hsum8i(a1), s2 = hsum8i(a2), s3 = hsum8i(a3);
+    for (; c < c1; c++) {
+        int32_t xv = xq[c];
+        s0 += xv * w0[c]; s1 += xv * w1[c]; s2 += xv * w2[c]; s3 += xv * w3[c];
+    }
+    out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
+}
+
+/* Shared finishing of one int32 accumulator: zero-point fold; returns s. */
+#define ZP_FOLD(s, r, g, xsv) (Z ? (s) - Z[sidx(w, (r), (g))] * (xsv) : (s))
+
+/* GEMV over weight rows [ra, rb) for one quantized activation row xq (sum per group xsg).
+ * acc_out != NULL: int32 accumulators out (test API layout, row i); else float output. */
+CZK_T_AVX2 static void gemv_rows_i8(const cz_form *w, int64_t ra, int64_t rb, int64_t r0,
+                                    const int8_t *xq, const int32_t *xsg, float sx,
+                                    const float *bias, float *yi, int64_t ys_r, int acc,
+                                    int32_t *acc_out) {
+    int64_t cols = w->cols, ng = ngroups_of(w), rows = w->rows;
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    const int8_t *Q = w->u.affine.q;
+    const float *S = w->u.affine.scale;
+    const int32_t *Z = w->u.affine.zp;
+    for (int64_t r = ra; r < rb; r += 4) {
+        int nr = rb - r < 4 ? (int)(rb - r) : 4;
+        const int8_t *wp[4];
+        for (int j = 0; j < 4; j++) wp[j] = Q + (r + (j < nr ? j : 0)) * cols;
+        float f[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+            int32_t o[4];
+            gemv4_i8(xq, wp[0], wp[1], wp[2], wp[3], c0, c1, o);
+            for (int j = 0; j < nr; j++) {
+                int32_t s = ZP_FOLD(o[j], r + j, g, xsg ? xsg[g] : 0);
+                if (acc_out) acc_out[(r + j) * ng + g] = s;
+                else f[j] += (float)s * S[sidx(w, r + j, g)];
+            }
+        }
+        if (!acc_out)
+            for (int j = 0; j < nr; j++) {
+                float v = f[j] * sx + (bias ? bias[r + j - r0] : 0.f);
+                float *p = &yi[(r + j - r0) * ys_r];
+                *p = acc ? *p + v : v;
+            }
+    }
+    (void)rows;
+}
+
+/* GEMM: X (n rows of int16, stride ldx, zero padded by >= 1 element past cols) against
+ * weight rows [r0, r1). xs: per-(row, group) activation sums (zero points) or NULL. */
+static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t n,
+                              const int16_t *x16, int64_t ldx, const int32_t *xs,
+                              const float *sx, const float *bias, float *y, int64_t ys_n,
+                              int64_t ys_r, int acc, int32_t *acc_out, cz_ws *ws);
+
+CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, int64_t nc,
+                                     int64_t n, const int16_t *x16, int64_t ldx,
+                                     const int32_t *xs, const float *sx,
+                                     const float *bias, float *y, int64_t ys_n, int64_t ys_r,
+                                     int acc, int32_t *acc_out, uk16_sel u, int16_t *bp,
+                                     int32_t *ib, float *fb, int32_t *ap,
+                                     const int32_t *apf, int64_t nkpf, int64_t kce) {
+    int64_t cols = w->cols, ng = ngroups_of(w), rows = w->rows;
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    const int8_t *Q = w->u.affine.q;
+    const float *S = w->u.affine.scale;
+    const int32_t *Z = w->u.affine.zp;
+    int MR = u.MR, NR = u.NR;
+    int npan = (int)((nc + NR - 1) / NR);
+    int64_t NCp = (int64_t)npan * NR;
+    int64_t rbase = r0 + jb0;   /* first weight row of the block */
+    for (int64_t k0 = 0; k0 < cols;) {
+        int64_t g = k0 / G, ge = (g + 1) * G < cols ? (g + 1) * G : cols;
+        int64_t k1 = k0 + kce < ge ? k0 + kce : ge;
+        int first = k0 == g * G;
+        int64_t kc = k1 - k0, nkp = (kc + 1) / 2;
+        pack_w16(Q + rbase * cols, cols, nc, npan, NR, k0, kc, bp);
+        const int32_t *at;   /* A tiles for this segment: [i0 tile][kp][MR], tile stride ats */
+        int64_t ats;
+        if (apf) {           /* packed once per call (segments start at even k) */
+            at = apf + (k0 / 2) * MR;
+            ats = nkpf * MR;
+        } else {             /* odd group boundaries: pack this segment */
+            for (int64_t i0 = 0; i0 < n; i0 += MR) {
+                const int16_t *a[8];
+                for (int m = 0; m < MR; m++) a[m] = i0 + m < n ? x16 + (i0 + m) * ldx + k0 : NULL;
+                pack_a16(a, MR, nkp, ap + i0 * nkp);
+            }
+            at = ap;
+            ats = nkp * MR;
+        }
+        for (int p = 0; p < npan; p++)   /* the weight panel stays in L1 over the batch */
+            for (int64_t i0 = 0; i0 < n; i0 += MR)
+                u.uk(nkp, at + (i0 / MR) * ats, bp + (int64_t)p * nkp * NR * 2,
+                     ib + i0 * NCp + p * NR, NCp, !first);
+        if (k1 == ge) {   /* group g complete */
+            float swv[384], bvv[384];
+            int32_t zv[384];
+            for (int64_t j = 0; j < nc; j++) {
+                int64_t si = sidx(w, rbase + j, g);
+                swv[j] = S[si];
+                zv[j] = Z ? Z[si] : 0;
+                bvv[j] = bias ? bias[rbase + j - r0] : 0.f;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                const int32_t *ir = ib + i * NCp;
+                int32_t xsv = xs ? xs[i * ng + g] : 0;
+                if (acc_out) {
+                    for (int64_t j = 0; j < nc; j++)
+                        acc_out[(i * rows + rbase + j) * ng + g] = ir[j] - zv[j] * xsv;
+                    continue;
+                }
+                float *fr = fb + i * NCp;
+                if (ng > 1) {
+                    for (int64_t j = 0; j < nc; j++) {
+                        float t = (float)(ir[j] - zv[j] * xsv) * swv[j];
+                        fr[j] = g == 0 ? 0.f + t : fr[j] + t;
+                    }
+                    continue;
+                }
+                /* ng == 1: straight to Y, 8 outputs at a time */
+                float *yo = y + i * ys_n + (rbase - r0) * ys_r;
+                const __m256 vsx = _mm256_set1_ps(sx[i]);
+                const __m256i vxs = _mm256_set1_epi32(xsv);
+                int64_t j = 0;
+                for (; j + 8 <= nc; j += 8) {
+                    __m256i sv = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(ir + j)),
+                                                  _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(zv + j)), vxs));
+                    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(sv), _mm256_loadu_ps(swv + j));
+                    __m256 v = _mm256_add_ps(_mm256_mul_ps(t, vsx), _mm256_loadu_ps(bvv + j));
+                    if (ys_r == 1) {
+                        if (acc) v = _mm256_add_ps(v, _mm256_loadu_ps(yo + j));
+                        _mm256_storeu_ps(yo + j, v);
+                    } else {
+                        float tv[8];
+                        _mm256_storeu_ps(tv, v);
+                        for (int l = 0; l < 8; l++) {
+                            float *o = yo + (j + l) * ys_r;
+                            *o = acc ? *o + tv[l] : tv[l];
+                        }
+                    }
+                }
+                for (; j < nc; j++) {
+                    float t = (float)(ir[j] - zv[j] * xsv) * swv[j];
+                    float v = t * sx[i] + bvv[j];
+                    float *o = yo + j * ys_r;
+                    *o = acc ? *o + v : v;
+                }
+            }
+        }
+        k0 = k1;
+    }
+    if (ng > 1 && !acc_out)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < nc; j++) {
+                int64_t r = rbase + j;
+                float v = fb[i * NCp + j] * sx[i] + (bias ? bias[r - r0] : 0.f);
+                float *o = &y[i * ys_n + (r - r0) * ys_r];
+                *o = acc ? *o + v : v;
+            }
+}
+
+static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t n,
+                              const int16_t *x16, int64_t ldx, const int32_t *xs,
+                              const float *sx, const float *bias, float *y, int64_t ys_n,
+                              int64_t ys_r, int acc, int32_t *acc_out, cz_ws *ws) {
+    int64_t R = r1 - r0, cols = w->cols;
+    uk16_sel u = pick_uk16(n, R);
+    int64_t NC = (int64_t)u.NR * 16;
+    int64_t nblk = (R + NC - 1) / NC;
+    int nt = czk_threads(ws, (double)R * cols * (double)n);
+    if (nt > nblk) nt = (int)nblk;
+    int64_t npad = (n + u.MR - 1) / u.MR * u.MR;
+    int64_t kcm = cols < I8_KC ? cols : I8_KC;
+    size_t bpsz = (size_t)NC * ((kcm + 2) / 2 * 2) * 2 + 64;
+    size_t ibsz = (size_t)npad * NC * 4;
+    size_t apsz = (size_t)npad * ((kcm + 2) / 2) * 4 + 64;
+    size_t per = bpsz + 2 * ibsz + apsz + 256;
+    char *buf = czk_scratch(ws, (size_t)nt * per);
+    if (!buf) return CZ_ERR_MEMORY;
+    /* A packed once for the whole K when every segment starts at an even column */
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    int64_t nkpf = (cols + 1) / 2;
+    int32_t *apf = NULL;
+    /* K segment length: <= I8_KC, even split of a group (no tiny last segment), x16 */
+    int64_t gc = G < cols ? G : cols, nseg = (gc + I8_KC - 1) / I8_KC;
+    int64_t kce = ((gc + nseg - 1) / nseg + 15) / 16 * 16;
+    if (G % 2 == 0 || G >= cols) {
+        apf = czk_scratch(ws, (size_t)npad * nkpf * 4);
+        if (!apf) return CZ_ERR_MEMORY;
+        for (int64_t i0 = 0; i0 < n; i0 += u.MR) {
+            const int16_t *a[8];
+            for (int m = 0; m < u.MR; m++) a[m] = i0 + m < n ? x16 + (i0 + m) * ldx : NULL;
+            pack_a16(a, u.MR, nkpf, apf + i0 * nkpf);
+        }
+    }
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+    for (int64_t jb = 0; jb < nblk; jb++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        char *tb = buf + (size_t)tid * per;
+        int16_t *bp = (int16_t *)(((uintptr_t)tb + 63) & ~(uintptr_t)63);
+        int32_t *ib = (int32_t *)(((uintptr_t)bp + bpsz + 63) & ~(uintptr_t)63);
+        float *fb = (float *)(((uintptr_t)ib + ibsz + 63) & ~(uintptr_t)63);
+        int32_t *ap = (int32_t *)(((uintptr_t)fb + ibsz + 63) & ~(uintptr_t)63);
+        int64_t j0 = jb * NC, nc = R - j0 < NC ? R - j0 : NC;
+        gemm_block_i8(w, r0, j0, nc, n, x16, ldx, xs, sx, bias, y, ys_n, ys_r, acc,
+                      acc_out, u, bp, ib, fb, ap, apf, nkpf, kce);
+    }
+    return CZ_OK;
+}
+
+/* AVX2 paths usable: AVX2 selected and not dispatching to VNNI. */
+static int use_avx2_exact(int isa) {
+    int f = czk_features();
+    if (!(f & CZK_F_AVX2) || isa < CZK_ISA_AVX2) return 0;
+    if (isa >= CZK_ISA_AVX512 && (f & CZK_F_VNNI)) return 0;
+    return 1;
+}
+
+/* Integer accumulators through the AVX2 paths (test API). */
+static cz_status acc_avx2(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
+                          int32_t *acc, cz_ws *ws) {
+    int64_t cols = w->cols, rows = w->rows, ng = ngroups_of(w);
+    int32_t *xs = w->u.affine.zp ? group_sums(w, n, xq, ldq, ws) : NULL;
+    if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
+    if (n < 4) {
+        for (int64_t i = 0; i < n; i++)
+            gemv_rows_i8(w, 0, rows, 0, xq + i * ldq, xs ? xs + i * ng : NULL, 0.f, NULL, NULL,
+                         0, 0, acc + i * rows * ng);
+        return CZ_OK;
+    }
+    int64_t ldx = cols + 2;
+    int16_t *x16 = czk_scratch(ws, (size_t)n * ldx * 2);
+    if (!x16) return CZ_ERR_MEMORY;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t c = 0; c < cols; c++) x16[i * ldx + c] = xq[i * ldq + c];
+        x16[i * ldx + cols] = x16[i * ldx + cols + 1] = 0;
+    }
+    return gemm_rows_i8(w, 0, rows, n, x16, ldx, xs, NULL, NULL, NULL, 0, 0, 0, acc, ws);
+}
+
+/* The float op through the AVX2 paths. */
+static cz_status op_avx2(CZK_OP_ARGS, cz_ws *ws) {
+    int64_t cols = w->cols, ng = ngroups_of(w);
+    int64_t ldq = cols + 32, ldx = cols + 2;
+    int small = n < 4;
+    int8_t *xq = czk_scratch(ws, (size_t)n * ldq);
+    int16_t *x16 = small ? NULL : czk_scratch(ws, (size_t)n * ldx * 2);
+    float *sx = czk_scratch(ws, (size_t)n * sizeof(float));
+    if (!xq || !sx || (!small && !x16)) return CZ_ERR_MEMORY;
+    float *tmp = NULL;
+    if (xs_c != 1) {
+        tmp = czk_scratch(ws, (size_t)(cols ? cols : 1) * sizeof(float));
+        if (!tmp) return CZ_ERR_MEMORY;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * xs_n;
+        if (xs_c != 1) {
+            for (int64_t c = 0; c < cols; c++) tmp[c] = xr[c * xs_c];
+            xr = tmp;
+        }
+        sx[i] = quant_row_avx2(xr, cols, xq + i * ldq, small ? NULL : x16 + i * ldx, ldx);
+    }
+    int32_t *xs = w->u.affine.zp ? group_sums(w, n, xq, ldq, ws) : NULL;
+    if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
+    if (!small)
+        return gemm_rows_i8(w, r0, r1, n, x16, ldx, xs, sx, bias, y, ys_n, ys_r, acc, NULL, ws);
+    int64_t nrb = (r1 - r0 + 3) / 4;
+    int nt = czk_threads(ws, (double)(r1 - r0) * cols * (double)n);
+    if (nt > nrb) nt = (int)nrb;
+    int64_t chunk = (nrb + nt - 1) / nt * 4;
+    for (int64_t i = 0; i < n; i++) {
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int t = 0; t < nt; t++) {
+            int64_t ra = r0 + t * chunk, rb = ra + chunk < r1 ? ra + chunk : r1;
+            if (ra < rb)
+                gemv_rows_i8(w, ra, rb, r0, xq + i * ldq, xs ? xs + i * ng : NULL, sx[i], bias,
+                             y + i * ys_n, ys_r, acc, NULL);
+        }
+    }
+    return CZ_OK;
+}
+#endif /* CZK_X86 */
+
+cz_status czk_affine_acc(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
+                         int32_t *acc, int isa, cz_ws *ws) {
+#if CZK_X86
+    if (use_avx2_exact(isa)) return acc_avx2(w, n, xq, ldq, acc, ws);
+#endif
+    i8_plan pl;
+    cz_status st = plan_x(isa, n, w->cols, xq, ldq, &pl, ws);
+    if (st != CZ_OK) return st;
+    int32_t *xs = w->u.affine.zp ? group_sums(w, n, xq, ldq, ws) : NULL;
+    if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
+    int64_t cols = w->cols, rows = w->rows, ng = ngroups_of(w);
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    for (int64_t r = 0; r < rows; r += pl.RB)
+        for (int64_t i = 0; i < n; i += 4)
+            for (int64_t g = 0; g < ng; g++) {
+                int nr = rows - r < pl.RB ? (int)(rows - r) : pl.RB;
+                int nb = n - i < 4 ? (int)(n - i) : 4;
+                int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+                int32_t o[4][4];
+                pl.blk((const uint8_t *)pl.xb + i * pl.ldx * pl.esz, pl.ldx, nb,
+                       w->u.affine.q + r * cols, cols, nr, c0, c1, o);
+                for (int a = 0; a < nb; a++)
+                    for (int b = 0; b < nr; b++) {
+                        int32_t s = o[a][b];
+                        if (xs) s -= w->u.affine.zp[sidx(w, r + b, g)] * xs[(i + a) * ng + g];
+                        acc[((i + a) * rows + r + b) * ng + g] = s;
+                    }
+            }
+    return CZ_OK;
+}
+
+cz_status czk_affine_op(CZK_OP_ARGS, cz_ws *ws) {
+#if CZK_X86
+    if (use_avx2_exact(czk_isa()))
+        return op_avx2(w, r0, r1, n, x, xs_n, xs_c, bias, y, ys_n, ys_r, acc, ws);
+#endif
+    int64_t cols = w->cols, ng = ngroups_of(w);
+    int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
+    /* 1. quantize rows of X (transposing from column layout on the way) */
+    int64_t ldq = cols > 0 ? cols : 1;
+    int8_t *xq = czk_scratch(ws, (size_t)n * ldq);
+    float *sx = czk_scratch(ws, (size_t)n * sizeof(float));
+    if (!xq || !sx) return CZ_ERR_MEMORY;
+    for (int64_t i = 0; i < n; i++) sx[i] = czk_quant_row(x + i * xs_n, xs_c, cols, xq + i * ldq);
+    i8_plan pl;
+    cz_status st = plan_x(czk_isa(), n, cols, xq, ldq, &pl, ws);
+    if (st != CZ_OK) return st;
+    int32_t *xs = w->u.affine.zp ? group_sums(w, n, xq, ldq, ws) : NULL;
+    if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
+    const int8_t *Q = w->u.affine.q;
+    const float *S = w->u.affine.scale;
+    const int32_t *Z = w->u.affine.zp;
+    int RB = pl.RB;
+    int64_t nrb = (r1 - r0 + RB - 1) / RB;
+    int nt = czk_threads(ws, (double)(r1 - r0) * cols * (double)n);
+    if (nt > nrb) nt = (int)nrb;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t rb = 0; rb < nrb; rb++) {
+        int64_t r = r0 + rb * RB;
+        int nr = r1 - r < RB ? (int)(r1 - r) : RB;
+        for (int64_t i = 0; i < n; i += 4) {
+            int nb = n - i < 4 ? (int)(n - i) : 4;
+            float f[4][4] = {{0}};
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+                int32_t o[4][4];
+                pl.blk((const uint8_t *)pl.xb + i * pl.ldx * pl.esz, pl.ldx, nb, Q + r * cols,
+                       cols, nr, c0, c1, o);
+                for (int b = 0; b < nr; b++) {
+                    int64_t si = sidx(w, r + b, g);
+                    float sw = S[si];
+                    for (int a = 0; a < nb; a++) {
+                        int32_t s = o[a][b];
+                        if (Z) s -= Z[si] * xs[(i + a) * ng + g];
+                        f[a][b] += (float)s * sw;
+                    }
+                }
+            }
+            for (int a = 0; a < nb; a++)
+                for (int b = 0; b < nr; b++) {
+                    float v = f[a][b] * sx[i + a] + (bias ? bias[r + b - r0] : 0.f);
+                    float *p = &y[(i + a) * ys_n + (r + b - r0) * ys_r];
+                    *p = acc ? *p + v : v;
+                }
+        }
+    }
+    return CZ_OK;
+}

@@ -1,0 +1,121 @@
+/*
+ * kint.h -- private interface between the kernel files in src/kernels/ (not for the format
+ * layer or the executor: their contract is czk_linear / czk_conv2d / czk_cpu_features in
+ * cz_internal.h).
+ *
+ * The one internal operation every form implements is
+ *
+ *   czk_op(w, r0, r1, n, X, xs_n, xs_c, bias, Y, ys_n, ys_r, acc, ws):
+ *       for i < n, r0 <= r < r1:
+ *       Y[i*ys_n + (r-r0)*ys_r] = (acc ? Y[..] : 0) + sum_c W[r,c] * X[i*xs_n + c*xs_c]
+ *                                 + (bias ? bias[r-r0] : 0)
+ *
+ * i.e. a linear layer over rows [r0, r1) of the form's 2-D view, with arbitrary strides on
+ * the input and output. Two layouts matter:
+ *   - "row layout"  xs_c == 1: X is n x cols (czk_linear, im2col "patches")
+ *   - "col layout"  xs_n == 1: X is cols x n (im2col columns, 1x1 conv over NCHW)
+ * Each form kernel takes the layout it likes directly and converts the other one in
+ * scratch. Output strides are general so that conv writes NCHW directly (ys_n = 1,
+ * ys_r = oh*ow) and linear writes row-major (ys_n = ldy, ys_r = 1).
+ *
+ * Every optimized kernel has a plain C reference `_ref` beside it; the tests compare them.
+ */
+#ifndef CZ_KINT_H
+#define CZ_KINT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../cz_internal.h"
+
+/* ISA levels chosen at run time (czk_isa()). */
+enum { CZK_ISA_PORTABLE = 0, CZK_ISA_AVX2 = 1, CZK_ISA_AVX512 = 2 };
+#define CZK_F_AVX2 1
+#define CZK_F_AVX512 2
+#define CZK_F_VNNI 4
+
+/* czk_cpu_features() masked by the test hook below. */
+int czk_features(void);
+/* Test/bench hook: AND-mask applied to the detected features (-1 = all). Process-wide;
+ * meant for tests that compare the SIMD paths with the portable ones. */
+void czk_set_feature_mask(int mask);
+
+/* Scratch from the per-call arena (64-byte aligned); NULL on failure. */
+void *czk_scratch(cz_ws *ws, size_t bytes);
+/* Loops over tiles that call other kernels use a child workspace (same allocator, the
+ * parent's remaining cap) released after every tile, so scratch stays bounded by one tile
+ * instead of growing with the tile count (the arena only frees everything at once). */
+void czk_ws_child(cz_ws *child, const cz_ws *parent);
+/* Threads worth using for `work` multiply-adds (1 below ~ 200k MACs: a parallel region
+ * costs a few microseconds, which only pays off for layers that take >= ~50 us). */
+int czk_threads(const cz_ws *ws, double work);
+
+cz_status czk_op(const cz_form *w, int64_t r0, int64_t r1, int64_t n, const float *x,
+                 int64_t xs_n, int64_t xs_c, const float *bias, float *y, int64_t ys_n,
+                 int64_t ys_r, int acc, cz_ws *ws);
+cz_status czk_op_ref(const cz_form *w, int64_t r0, int64_t r1, int64_t n, const float *x,
+                     int64_t xs_n, int64_t xs_c, const float *bias, float *y, int64_t ys_n,
+                     int64_t ys_r, int acc);
+
+/* ---- per-family kernels (same contract as czk_op, the form kind already known) ---- */
+
+/* Dense GEMM: C[m*csm + j*csn] = (acc?C:0) + sum_k A[m*lda+k] * B(j,k) + bias
+ *   B(j,k) = bkm ? B[k*ldb + j] : B[j*ldb + k];  bias indexed by m (bias_m) or j (bias_n). */
+cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                       const float *B, int64_t ldb, int bkm, float *C, int64_t csm,
+                       int64_t csn, const float *bias_m, const float *bias_n, int acc,
+                       cz_ws *ws);
+void czk_gemm_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, int bkm, float *C, int64_t csm,
+                      int64_t csn, const float *bias_m, const float *bias_n, int acc);
+
+#define CZK_OP_ARGS const cz_form *w, int64_t r0, int64_t r1, int64_t n, const float *x, \
+    int64_t xs_n, int64_t xs_c, const float *bias, float *y, int64_t ys_n, int64_t ys_r, int acc
+cz_status czk_dense_op(CZK_OP_ARGS, cz_ws *ws);
+void czk_dense_op_ref(CZK_OP_ARGS);
+cz_status czk_relidx_op(CZK_OP_ARGS, cz_ws *ws);
+void czk_relidx_op_ref(CZK_OP_ARGS);
+cz_status czk_nm_op(CZK_OP_ARGS, cz_ws *ws);
+void czk_nm_op_ref(CZK_OP_ARGS);
+cz_status czk_codebook_op(CZK_OP_ARGS, cz_ws *ws);
+void czk_codebook_op_ref(CZK_OP_ARGS);
+cz_status czk_affine_op(CZK_OP_ARGS, cz_ws *ws);
+void czk_affine_op_ref(CZK_OP_ARGS);
+
+/* ---- int8 pieces exposed for the bit-exactness tests ---- */
+
+/* Dynamic symmetric quantization of one row: s = max|x| / 127, q = rint(x / s) (round half
+ * to even, computed as x * (127 / max|x|)), clamped to +-127. Returns s (0 for an all-zero
+ * row, which quantizes to zeros). Shared by the optimized and reference paths. */
+float czk_quant_row(const float *x, int64_t xs_c, int64_t cols, int8_t *q);
+/* Integer accumulators of an AFFINE form against quantized rows xq (n x cols, row stride
+ * ldq): acc[(i*rows + r)*ngroups + g] = sum_{c in group g} xq[i,c] * (q[r,c] - zp[r,g])
+ * (ngroups = 1 without group-wise scales). `isa` forces a path (CZK_ISA_*; VNNI is used
+ * for CZK_ISA_AVX512 when present). Returns CZ_ERR_MEMORY/CZ_ERR_UNSUPPORTED. */
+cz_status czk_affine_acc(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
+                         int32_t *acc, int isa, cz_ws *ws);
+void czk_affine_acc_ref(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
+                        int32_t *acc);
+
+/* conv pieces */
+cz_status czk_conv2d_ref(const cz_form *w, const czk_conv_params *p, const float *x,
+                         const float *bias, float *y);
+
+/* Selected ISA (highest available after the mask). */
+static inline int czk_isa(void) {
+    int f = czk_features();
+    if (f & CZK_F_AVX512) return CZK_ISA_AVX512;
+    if (f & CZK_F_AVX2) return CZK_ISA_AVX2;
+    return CZK_ISA_PORTABLE;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CZK_X86 1
+#define CZK_T_AVX2 __attribute__((target("avx2,fma")))
+#define CZK_T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#define CZK_T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+#else
+#define CZK_X86 0
+#endif
+
+#endif /* CZ_KINT_H */

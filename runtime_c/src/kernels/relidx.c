@@ -1,0 +1,395 @@
+/*
+ * relidx.c -- EIE-style relative-index CSR (RELIDX forms), run straight from the gap stream.
+ *
+ * Row r owns gap symbols gaps[gap_ptr[r] .. gap_ptr[r+1]) and values val_ptr[r] .. ; a
+ * symbol M = 2^gap_bits - 1 is a filler (advance M, no value), any other g advances g,
+ * places the next value, then advances 1. Values are LUT indices (codebook) or float32.
+ * The format layer has validated every row (no value lands at col >= cols), so the walks
+ * below do no bounds checks of their own.
+ *
+ * batch 1: walk the gaps with a pointer into x; four symbols at a time when none of them is
+ *   a filler (SWAR test on a 32-bit load), into four independent accumulators so the FMA
+ *   latency chain does not serialize the walk (the loop is load-bound: gap, index, LUT,
+ *   x). Gathers (vgatherdps) do not pay on Zen 4 / Skylake for this access pattern, so
+ *   this path is scalar on purpose.
+ * batch > 1: X is transposed into scratch as XT (cols x npad, batch contiguous, zero padded
+ *   to the vector width) -- or used in place when it already is in that layout (conv im2col
+ *   columns) -- and each stored weight does an AXPY of its LUT value over a block of up to
+ *   8 vectors of the batch (64 floats AVX2 / 128 AVX-512). Two accumulator sets alternate
+ *   between consecutive weights so the FMA latency is hidden even for small blocks.
+ * Threads: rows are split across threads when nnz * batch is large (czk_threads).
+ */
+#include <stdlib.h>
+
+#include "kint.h"
+
+static inline int has_byte(uint32_t w, unsigned b) {
+    uint32_t t = w ^ (b * 0x01010101u);
+    return ((t - 0x01010101u) & ~t & 0x80808080u) != 0;
+}
+
+/* ---- reference: decode-walk exactly as the spec states it ---------------------------- */
+void czk_relidx_op_ref(CZK_OP_ARGS) {
+    const unsigned M = (1u << w->u.relidx.gap_bits) - 1;
+    int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t r = r0; r < r1; r++) {
+            double s = 0.0;   /* double: the reference is the yardstick */
+            int64_t p = 0, v = w->u.relidx.val_ptr[r];
+            for (int64_t t = w->u.relidx.gap_ptr[r]; t < w->u.relidx.gap_ptr[r + 1]; t++) {
+                unsigned g = w->u.relidx.gaps[t];
+                if (g == M) { p += M; continue; }
+                p += g;
+                float wv = cb ? w->u.relidx.lut[w->u.relidx.idx[v]] : w->u.relidx.vals[v];
+                s += (double)wv * x[i * xs_n + p * xs_c];
+                v++;
+                p++;
+            }
+            if (bias) s += bias[r - r0];
+            float *o = &y[i * ys_n + (r - r0) * ys_r];
+            *o = acc ? *o + (float)s : (float)s;
+        }
+}
+
+/* ---- batch 1 ------------------------------------------------------------------------- */
+static inline __attribute__((always_inline)) float row_dot(const uint8_t *g, const uint8_t *ge,
+                                                           int64_t v, const uint8_t *idx,
+                                                           const float *lut, const float *vals,
+                                                           const float *x, unsigned M, int cb) {
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    const float *xp = x;
+#define VAL(j) (cb ? lut[idx[v + (j)]] : vals[v + (j)])
+    while (ge - g >= 4) {
+        uint32_t w4;
+        memcpy(&w4, g, 4);
+        if (!has_byte(w4, M)) {
+            xp += g[0]; s0 += VAL(0) * xp[0];
+            xp += g[1] + 1; s1 += VAL(1) * xp[0];
+            xp += g[2] + 1; s2 += VAL(2) * xp[0];
+            xp += g[3] + 1; s3 += VAL(3) * xp[0];
+            xp += 1;
+            g += 4;
+            v += 4;
+        } else {
+            unsigned s = *g++;
+            if (s == M) { xp += M; continue; }
+            xp += s; s0 += VAL(0) * xp[0]; xp += 1; v++;
+        }
+    }
+    while (g < ge) {
+        unsigned s = *g++;
+        if (s == M) { xp += M; continue; }
+        xp += s; s0 += VAL(0) * xp[0]; xp += 1; v++;
+    }
+#undef VAL
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void gemv_rows(const cz_form *w, int64_t ra, int64_t rb, int64_t r0, const float *x,
+                      const float *bias, float *y, int64_t ys_r, int acc) {
+    const unsigned M = (1u << w->u.relidx.gap_bits) - 1;
+    const uint8_t *gaps = w->u.relidx.gaps;
+    const int64_t *gp = w->u.relidx.gap_ptr, *vp = w->u.relidx.val_ptr;
+    int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;
+    for (int64_t r = ra; r < rb; r++) {
+        float s = cb ? row_dot(gaps + gp[r], gaps + gp[r + 1], vp[r], w->u.relidx.idx,
+                               w->u.relidx.lut, NULL, x, M, 1)
+                     : row_dot(gaps + gp[r], gaps + gp[r + 1], vp[r], NULL, NULL,
+                               w->u.relidx.vals, x, M, 0);
+        if (bias) s += bias[r - r0];
+        float *o = &y[(r - r0) * ys_r];
+        *o = acc ? *o + s : s;
+    }
+}
+
+/* ---- batch 1 with the derived u16 column cache (czk_relidx_prepare) ----------------------
+ * No serial walk: 8 values per step, weights from the LUT held in registers (vpermps +
+ * blends for k <= 32, else scalar LUT loads) or loaded (F32), x by 8 scalar loads inserted
+ * into a vector (vgatherdps costs ~1 ns per element on Zen 3, 3x the scalar loads), FMA. */
+#if CZK_X86
+#include <immintrin.h>
+
+/* LUT in registers: LM 1 (k <= 8), 2 (k <= 16), 4 (k <= 32) */
+CZK_T_AVX2 static inline __m256 lut8(__m256i id, const __m256 L[4], const int LM) {
+    __m256 p0 = _mm256_permutevar8x32_ps(L[0], id);
+    if (LM == 1) return p0;
+    __m256 s3 = _mm256_castsi256_ps(_mm256_slli_epi32(id, 28));
+    __m256 p01 = _mm256_blendv_ps(p0, _mm256_permutevar8x32_ps(L[1], id), s3);
+    if (LM == 2) return p01;
+    __m256 p23 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(L[2], id),
+                                  _mm256_permutevar8x32_ps(L[3], id), s3);
+    return _mm256_blendv_ps(p01, p23, _mm256_castsi256_ps(_mm256_slli_epi32(id, 27)));
+}
+
+CZK_T_AVX2 static inline __m256 xload8(const float *x, const uint16_t *c) {
+    __m128 lo = _mm_load_ss(x + c[0]);
+    lo = _mm_insert_ps(lo, _mm_load_ss(x + c[1]), 0x10);
+    lo = _mm_insert_ps(lo, _mm_load_ss(x + c[2]), 0x20);
+    lo = _mm_insert_ps(lo, _mm_load_ss(x + c[3]), 0x30);
+    __m128 hi = _mm_load_ss(x + c[4]);
+    hi = _mm_insert_ps(hi, _mm_load_ss(x + c[5]), 0x10);
+    hi = _mm_insert_ps(hi, _mm_load_ss(x + c[6]), 0x20);
+    hi = _mm_insert_ps(hi, _mm_load_ss(x + c[7]), 0x30);
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
+CZK_T_AVX2 static inline __attribute__((always_inline)) float row_dot_c16(
+    const uint16_t *col, int64_t v, int64_t ve, const uint8_t *idx, const float *lut,
+    const float *vals, const float *x, const int LM, const __m256 L[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; v + 16 <= ve; v += 16) {
+        __m256 w0, w1;
+        if (LM == -1) { w0 = _mm256_loadu_ps(vals + v); w1 = _mm256_loadu_ps(vals + v + 8); }
+        else if (LM == 0) {
+            w0 = _mm256_setr_ps(lut[idx[v]], lut[idx[v + 1]], lut[idx[v + 2]], lut[idx[v + 3]],
+                                lut[idx[v + 4]], lut[idx[v + 5]], lut[idx[v + 6]], lut[idx[v + 7]]);
+            w1 = _mm256_setr_ps(lut[idx[v + 8]], lut[idx[v + 9]], lut[idx[v + 10]], lut[idx[v + 11]],
+                                lut[idx[v + 12]], lut[idx[v + 13]], lut[idx[v + 14]], lut[idx[v + 15]]);
+        } else {
+            __m128i b = _mm_loadu_si128((const __m128i *)(idx + v));
+            w0 = lut8(_mm256_cvtepu8_epi32(b), L, LM);
+            w1 = lut8(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), L, LM);
+        }
+        a0 = _mm256_fmadd_ps(w0, xload8(x, col + v), a0);
+        a1 = _mm256_fmadd_ps(w1, xload8(x, col + v + 8), a1);
+    }
+    a0 = _mm256_add_ps(a0, a1);
+    float t[8];
+    _mm256_storeu_ps(t, a0);
+    float s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    for (; v < ve; v++) s += (LM == -1 ? vals[v] : lut[idx[v]]) * x[col[v]];
+    return s;
+}
+
+CZK_T_AVX2 static void gemv_rows_c16(const cz_form *w, int64_t ra, int64_t rb, int64_t r0,
+                                     const float *x, const float *bias, float *y, int64_t ys_r,
+                                     int acc) {
+    const int64_t *vp = w->u.relidx.val_ptr;
+    const uint16_t *col = w->relidx_col16;
+    const uint8_t *idx = w->u.relidx.idx;
+    const float *lut = w->u.relidx.lut, *vals = w->u.relidx.vals;
+    int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK, k = w->u.relidx.k;
+    int LM = !cb ? -1 : k <= 8 ? 1 : k <= 16 ? 2 : k <= 32 ? 4 : 0;
+    float lp[32] = {0};
+    if (LM > 0) memcpy(lp, lut, (size_t)k * sizeof(float));
+    __m256 L[4] = {_mm256_loadu_ps(lp), _mm256_loadu_ps(lp + 8), _mm256_loadu_ps(lp + 16),
+                   _mm256_loadu_ps(lp + 24)};
+    for (int64_t r = ra; r < rb; r++) {
+        int64_t v = vp[r], ve = vp[r + 1];
+        float s;
+        switch (LM) {
+        case -1: s = row_dot_c16(col, v, ve, idx, lut, vals, x, -1, L); break;
+        case 1: s = row_dot_c16(col, v, ve, idx, lut, vals, x, 1, L); break;
+        case 2: s = row_dot_c16(col, v, ve, idx, lut, vals, x, 2, L); break;
+        case 4: s = row_dot_c16(col, v, ve, idx, lut, vals, x, 4, L); break;
+        default: s = row_dot_c16(col, v, ve, idx, lut, vals, x, 0, L); break;
+        }
+        if (bias) s += bias[r - r0];
+        float *o = &y[(r - r0) * ys_r];
+        *o = acc ? *o + s : s;
+    }
+}
+#endif
+
+cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned) {
+    if (owned) *owned = NULL;
+    if (!f || f->kind != CZ_FORM_RELIDX || f->relidx_col16 || f->cols > 65536 || f->rows <= 0)
+        return CZ_OK;
+    const unsigned M = (1u << f->u.relidx.gap_bits) - 1;
+    const int64_t *gp = f->u.relidx.gap_ptr, *vp = f->u.relidx.val_ptr;
+    int64_t nnz = vp[f->rows] - vp[0];
+    uint16_t *c16 = cz_mem_alloc(a ? a : cz_default_allocator(), (size_t)(nnz > 0 ? nnz : 1) * 2, 64);
+    if (!c16) return CZ_ERR_MEMORY;
+    uint16_t *cv = c16 - vp[0];   /* indexed by the value index */
+    for (int64_t r = 0; r < f->rows; r++) {
+        int64_t p = 0, v = vp[r];
+        for (int64_t t = gp[r]; t < gp[r + 1]; t++) {
+            unsigned g = f->u.relidx.gaps[t];
+            if (g == M) { p += M; continue; }
+            p += g;
+            if (p >= f->cols || v >= vp[r + 1]) {
+                cz_mem_free(a ? a : cz_default_allocator(), c16);
+                return CZ_ERR_FORMAT;
+            }
+            cv[v++] = (uint16_t)p;
+            p++;
+        }
+        if (v != vp[r + 1]) { cz_mem_free(a ? a : cz_default_allocator(), c16); return CZ_ERR_FORMAT; }
+    }
+    f->relidx_col16 = cv;
+    f->resident_bytes += (uint64_t)nnz * 2;
+    if (owned) *owned = c16;
+    return CZ_OK;
+}
+
+/* ---- batch > 1: AXPY over batch blocks ------------------------------------------------- */
+/* One ISA instance: rows [ra, rb), batch columns [0, nb) of xt (ld = ldt, zero padded to a
+ * multiple of VW), NV = ceil(nb / VW) <= 8 vectors. */
+#define DEF_RELIDX_ISA(SFX, ATTR, VW)                                                         \
+    typedef float rv_##SFX __attribute__((vector_size(VW * 4)));                              \
+    typedef float rvu_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                 \
+    static inline __attribute__((always_inline)) ATTR void axpy_##SFX(                        \
+        const cz_form *w, int64_t ra, int64_t rb, int64_t r0, const float *xt, int64_t ldt,   \
+        int nb, const float *bias, float *y, int64_t ys_n, int64_t ys_r, int acc,             \
+        const int NV, const int cb) {                                                         \
+        const unsigned M = (1u << w->u.relidx.gap_bits) - 1;                                  \
+        const uint8_t *gaps = w->u.relidx.gaps, *idx = w->u.relidx.idx;                       \
+        const float *lut = w->u.relidx.lut, *vals = w->u.relidx.vals;                         \
+        for (int64_t r = ra; r < rb; r++) {                                                   \
+            rv_##SFX a0[8], a1[8];                                                            \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) a0[j] = a1[j] = (rv_##SFX){0}; \
+            const uint8_t *g = gaps + w->u.relidx.gap_ptr[r],                                 \
+                          *ge = gaps + w->u.relidx.gap_ptr[r + 1];                            \
+            int64_t v = w->u.relidx.val_ptr[r];                                               \
+            const float *xp = xt;                                                             \
+            const int64_t adv = ldt;                                                          \
+            while (g < ge) {                                                                  \
+                if (ge - g >= 2 && g[0] != M && g[1] != M) {                                  \
+                    float v0 = cb ? lut[idx[v]] : vals[v];                                    \
+                    float v1 = cb ? lut[idx[v + 1]] : vals[v + 1];                            \
+                    const float *p0 = xp + g[0] * adv;                                        \
+                    const float *p1 = p0 + (g[1] + 1) * adv;                                  \
+                    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) {                    \
+                        a0[j] += v0 * *(const rv_##SFX *)(p0 + j * VW);                       \
+                        a1[j] += v1 * *(const rv_##SFX *)(p1 + j * VW);                       \
+                    }                                                                         \
+                    xp = p1 + adv;                                                            \
+                    g += 2;                                                                   \
+                    v += 2;                                                                   \
+                } else {                                                                      \
+                    unsigned s = *g++;                                                        \
+                    if (s == M) { xp += (int64_t)M * adv; continue; }                         \
+                    float v0 = cb ? lut[idx[v]] : vals[v];                                    \
+                    const float *p0 = xp + s * adv;                                           \
+                    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++)                      \
+                        a0[j] += v0 * *(const rv_##SFX *)(p0 + j * VW);                       \
+                    xp = p0 + adv;                                                            \
+                    v++;                                                                      \
+                }                                                                             \
+            }                                                                                 \
+            float bv = bias ? bias[r - r0] : 0.f;                                             \
+            float *o = y + (r - r0) * ys_r;                                                   \
+            if (ys_n == 1 && nb == NV * VW) {                                                 \
+                _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) {                        \
+                    rv_##SFX t = a0[j] + a1[j] + bv;                                          \
+                    rvu_##SFX *q = (rvu_##SFX *)(o + j * VW);                                 \
+                    *q = acc ? *q + t : t;                                                    \
+                }                                                                             \
+            } else {                                                                          \
+                float t[8 * VW];                                                              \
+                for (int j = 0; j < NV; j++) {                                                \
+                    rv_##SFX s2 = a0[j] + a1[j];                                              \
+                    memcpy(t + j * VW, &s2, sizeof s2);                                       \
+                }                                                                             \
+                for (int i = 0; i < nb; i++) {                                                \
+                    float *q = o + i * ys_n;                                                  \
+                    *q = acc ? *q + t[i] + bv : t[i] + bv;                                    \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    ATTR static void axpy_rows_##SFX(const cz_form *w, int64_t ra, int64_t rb, int64_t r0,   \
+                                     const float *xt, int64_t ldt, int nb, const float *bias, \
+                                     float *y, int64_t ys_n, int64_t ys_r, int acc) {         \
+        int nv = (nb + VW - 1) / VW;                                                          \
+        int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;                                       \
+        switch (nv * 2 + cb) {                                                                \
+        case 2: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 1, 0); break; \
+        case 3: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 1, 1); break; \
+        case 4: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 2, 0); break; \
+        case 5: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 2, 1); break; \
+        case 6: case 8: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 4, 0); break; \
+        case 7: case 9: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 4, 1); break; \
+        default:                                                                              \
+            if (cb) axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 8, 1);   \
+            else axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 8, 0);      \
+        }                                                                                     \
+    }
+
+DEF_RELIDX_ISA(port, , 4)
+#if CZK_X86
+DEF_RELIDX_ISA(avx2, CZK_T_AVX2, 8)
+DEF_RELIDX_ISA(avx512, CZK_T_AVX512, 16)
+#endif
+
+typedef void (*axpy_fn)(const cz_form *, int64_t, int64_t, int64_t, const float *, int64_t,
+                        int, const float *, float *, int64_t, int64_t, int);
+
+cz_status czk_relidx_op(CZK_OP_ARGS, cz_ws *ws) {
+    int64_t cols = w->cols;
+    int64_t nnz = w->u.relidx.val_ptr[r1] - w->u.relidx.val_ptr[r0];
+    int nt = czk_threads(ws, (double)nnz * (double)n);
+    if (nt > r1 - r0) nt = (int)(r1 - r0);
+    if (n == 1) {
+        const float *xv = x;
+        if (xs_c != 1) {
+            float *t = czk_scratch(ws, (size_t)cols * sizeof(float));
+            if (!t) return CZ_ERR_MEMORY;
+            for (int64_t c = 0; c < cols; c++) t[c] = x[c * xs_c];
+            xv = t;
+        }
+        int64_t chunk = (r1 - r0 + nt - 1) / nt;
+        int avx2 = czk_isa() >= CZK_ISA_AVX2 && w->relidx_col16;
+        (void)avx2;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int t = 0; t < nt; t++) {
+            int64_t ra = r0 + t * chunk, rb = ra + chunk < r1 ? ra + chunk : r1;
+            if (ra >= rb) continue;
+#if CZK_X86
+            if (avx2) gemv_rows_c16(w, ra, rb, r0, xv, bias, y, ys_r, acc);
+            else
+#endif
+                gemv_rows(w, ra, rb, r0, xv, bias, y, ys_r, acc);
+        }
+        return CZ_OK;
+    }
+    int isa = czk_isa();
+    axpy_fn f = axpy_rows_port;
+    int VW = 4;
+#if CZK_X86
+    if (isa == CZK_ISA_AVX512) { f = axpy_rows_avx512; VW = 16; }
+    else if (isa == CZK_ISA_AVX2) { f = axpy_rows_avx2; VW = 8; }
+#else
+    (void)isa;
+#endif
+    int64_t BB = 8 * VW;                          /* batch block */
+    int64_t npad = (n + VW - 1) / VW * VW;
+    const float *xt;
+    int64_t ldt;
+    float *tail = NULL;
+    int64_t nfull = 0;                            /* batch columns usable in place */
+    if (xs_n == 1 && (xs_c % VW) == 0 && (((uintptr_t)x) % (VW * 4)) == 0) {
+        xt = x; ldt = xs_c;
+        nfull = n / VW * VW;
+        if (nfull < n) {   /* the last partial vector: copy the remainder, zero padded */
+            tail = czk_scratch(ws, (size_t)cols * VW * sizeof(float));
+            if (!tail) return CZ_ERR_MEMORY;
+            int64_t rem = n - nfull;
+            for (int64_t c = 0; c < cols; c++)
+                for (int64_t i = 0; i < VW; i++)
+                    tail[c * VW + i] = i < rem ? x[(nfull + i) + c * xs_c] : 0.f;
+        }
+    } else {
+        float *t = czk_scratch(ws, (size_t)cols * npad * sizeof(float));
+        if (!t) return CZ_ERR_MEMORY;
+        /* transpose by blocks of 8 batch rows to keep both sides streaming */
+        for (int64_t i0 = 0; i0 < npad; i0 += 8)
+            for (int64_t c = 0; c < cols; c++)
+                for (int64_t i = i0; i < i0 + 8 && i < npad; i++)
+                    t[c * npad + i] = i < n ? x[i * xs_n + c * xs_c] : 0.f;
+        xt = t; ldt = npad; nfull = n;
+    }
+    int64_t chunk = (r1 - r0 + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        int64_t ra = r0 + t * chunk, rb = ra + chunk < r1 ? ra + chunk : r1;
+        if (ra >= rb) continue;
+        for (int64_t i0 = 0; i0 < nfull; i0 += BB) {
+            int nb = (int)(nfull - i0 < BB ? nfull - i0 : BB);
+            f(w, ra, rb, r0, xt + i0, ldt, nb, bias, y + i0 * ys_n, ys_n, ys_r, acc);
+        }
+        if (tail)
+            f(w, ra, rb, r0, tail, VW, (int)(n - nfull), bias, y + nfull * ys_n, ys_n, ys_r, acc);
+    }
+    return CZ_OK;
+}

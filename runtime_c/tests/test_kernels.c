@@ -1,0 +1,499 @@
+/*
+ * test_kernels.c -- every optimized kernel against its plain C reference on random forms,
+ * on every ISA level this CPU has (portable, AVX2, AVX-512 when present), 1 and 2 threads.
+ *
+ * Tolerances: float outputs must satisfy |opt - ref| <= 1e-5 + 1e-4 * max(|ref_i|, rms(ref))
+ *   elementwise (rtol 1e-4, atol 1e-5; inputs uniform in [-1, 1]; the references
+ *   accumulate in double; the rms floor keeps outputs that cancel to ~0 from demanding
+ *   more than float32 summation over K ~ 1000 terms can give); the int8 paths' int32
+ *   accumulators must be BIT-EXACT. Conv results are checked against a naive 7-loop conv
+ *   over a densified copy of the form (densified HERE, in the test only) with the same
+ *   tolerance, except int8 (AFFINE) conv whose dynamic activation quantization makes it
+ *   differ from the float conv: it is checked bit-for-tolerance against czk_conv2d_ref
+ *   (same quantization) and loosely (2% of the output's max magnitude) against the naive conv.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/kernels/kint.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float frand(void) { return (float)(rnd() % 2000001) / 1000000.f - 1.f; }
+static int irand(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
+
+static int g_fail = 0, g_checks = 0;
+static const char *g_what = "";
+
+static void *xalloc(size_t n) {
+    void *p = calloc(n ? n : 1, 1);
+    if (!p) { fprintf(stderr, "oom\n"); exit(2); }
+    return p;
+}
+static float *frandv(int64_t n) {
+    float *v = xalloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) v[i] = frand();
+    return v;
+}
+
+static int close_arrays(const float *a, const float *b, int64_t n, double rtol, double atol,
+                        const char *ctx) {
+    g_checks++;
+    double rms = 0;
+    for (int64_t i = 0; i < n; i++) rms += (double)b[i] * b[i];
+    rms = n ? sqrt(rms / n) : 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        double mag = fabs((double)b[i]) > rms ? fabs((double)b[i]) : rms;
+        if (!(d <= atol + rtol * mag)) {
+            fprintf(stderr, "FAIL %s [%s]: i=%lld got %.8g want %.8g\n", g_what, ctx, (long long)i,
+                    a[i], b[i]);
+            g_fail++;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- random forms ------------------------------------------------------------------- */
+static cz_form *new_form(cz_form_kind kind, int64_t rows, int64_t cols) {
+    cz_form *f = xalloc(sizeof *f);
+    f->kind = kind; f->ndim = 2; f->shape[0] = rows; f->shape[1] = cols;
+    f->rows = rows; f->cols = cols;
+    return f;
+}
+static cz_form *mk_dense(int64_t rows, int64_t cols) {
+    cz_form *f = new_form(CZ_FORM_DENSE, rows, cols);
+    f->u.dense.w = frandv(rows * cols);
+    return f;
+}
+static void mk_vals(int64_t nnz, int cb, int k, cz_vals_kind *vk, const uint8_t **idx,
+                    const float **lut, int *kk, const float **vals) {
+    if (cb) {
+        uint8_t *ix = xalloc((size_t)nnz);
+        for (int64_t i = 0; i < nnz; i++) ix[i] = (uint8_t)(rnd() % (uint32_t)k);
+        *vk = CZ_VALS_CODEBOOK; *idx = ix; *lut = frandv(k); *kk = k; *vals = NULL;
+    } else {
+        *vk = CZ_VALS_F32; *vals = frandv(nnz); *idx = NULL; *lut = NULL; *kk = 0;
+    }
+}
+/* relidx: per-row density drawn from {0 (empty row), very sparse (filler chains), d} */
+static cz_form *mk_relidx(int64_t rows, int64_t cols, double d, int gap_bits, int cb, int k) {
+    cz_form *f = new_form(CZ_FORM_RELIDX, rows, cols);
+    unsigned M = (1u << gap_bits) - 1;
+    int64_t cap = rows * (cols + cols / (M ? M : 1) + 2) + 16;
+    uint8_t *gaps = xalloc((size_t)cap);
+    int64_t *gp = xalloc((size_t)(rows + 1) * 8), *vp = xalloc((size_t)(rows + 1) * 8);
+    int64_t ng = 0, nnz = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        gp[r] = ng; vp[r] = nnz;
+        int mode = irand(0, 9);
+        double dr = mode == 0 ? 0.0 : mode == 1 ? 0.01 : d;
+        int64_t p = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            if ((double)(rnd() % 100000) / 100000.0 >= dr) continue;
+            int64_t gap = c - p;
+            while (gap >= M) { gaps[ng++] = (uint8_t)M; gap -= M; }
+            gaps[ng++] = (uint8_t)gap;
+            nnz++;
+            p = c + 1;
+        }
+    }
+    gp[rows] = ng; vp[rows] = nnz;
+    f->u.relidx.gap_bits = gap_bits; f->u.relidx.gaps = gaps;
+    f->u.relidx.gap_ptr = gp; f->u.relidx.val_ptr = vp;
+    mk_vals(nnz, cb, k, &f->u.relidx.vkind, &f->u.relidx.idx, &f->u.relidx.lut, &f->u.relidx.k,
+            &f->u.relidx.vals);
+    if (irand(0, 1)) {   /* half of the forms carry the derived u16 column cache */
+        void *owned;
+        if (czk_relidx_prepare(f, NULL, &owned) != CZ_OK) {
+            fprintf(stderr, "FAIL relidx_prepare\n"); g_fail++;
+        }
+        g_checks++;
+    }
+    return f;
+}
+static cz_form *mk_codebook(int64_t rows, int64_t cols, int k, int per_row) {
+    cz_form *f = new_form(CZ_FORM_CODEBOOK, rows, cols);
+    uint8_t *ix = xalloc((size_t)(rows * cols));
+    for (int64_t i = 0; i < rows * cols; i++) ix[i] = (uint8_t)(rnd() % (uint32_t)k);
+    f->u.codebook.idx = ix; f->u.codebook.k = k; f->u.codebook.per_row = per_row;
+    f->u.codebook.lut = frandv(per_row ? rows * k : k);
+    return f;
+}
+/* mode 0 per tensor, 1 per row, 2 group-wise */
+static cz_form *mk_affine(int64_t rows, int64_t cols, int bits, int mode, int64_t group, int zp) {
+    cz_form *f = new_form(CZ_FORM_AFFINE, rows, cols);
+    int8_t *q = xalloc((size_t)(rows * cols));
+    int lo = bits == 8 ? -128 : -(1 << (bits - 1)) + 1, hi = (1 << (bits - 1)) - 1;
+    for (int64_t i = 0; i < rows * cols; i++) q[i] = (int8_t)irand(lo, hi);
+    int64_t ng = mode == 2 ? (cols + group - 1) / group : 1;
+    int64_t S = mode == 2 ? rows * ng : mode == 1 ? rows : 1;
+    float *s = xalloc((size_t)S * 4);
+    for (int64_t i = 0; i < S; i++) s[i] = 0.001f + 0.05f * (float)(rnd() % 1000) / 1000.f;
+    int32_t *z = NULL;
+    if (zp) {
+        z = xalloc((size_t)S * 4);
+        for (int64_t i = 0; i < S; i++) z[i] = irand(-8, 8);
+    }
+    f->u.affine.q = q; f->u.affine.bits = bits; f->u.affine.scale = s; f->u.affine.zp = z;
+    f->u.affine.group = mode == 2 ? group : 0; f->u.affine.per_row = mode == 1;
+    return f;
+}
+static cz_form *mk_nm(int64_t rows, int64_t cols, int n, int m, int cb, int k) {
+    cz_form *f = new_form(CZ_FORM_NM, rows, cols);
+    int64_t groups = rows * cols / m;
+    uint8_t *pos = xalloc((size_t)(groups * n));
+    for (int64_t g = 0; g < groups; g++) {
+        /* n distinct increasing positions in [0, m) */
+        int cnt = 0;
+        for (int j = 0; j < m && cnt < n; j++)
+            if ((int)(rnd() % (uint32_t)(m - j)) < n - cnt) pos[g * n + cnt++] = (uint8_t)j;
+    }
+    f->u.nm.n = n; f->u.nm.m = m; f->u.nm.pos = pos;
+    mk_vals(groups * n, cb, k, &f->u.nm.vkind, &f->u.nm.idx, &f->u.nm.lut, &f->u.nm.k,
+            &f->u.nm.vals);
+    return f;
+}
+static cz_form *mk_any(int64_t rows, int64_t cols, int depth);
+static int g_no_affine = 0;   /* set while building SVD factors (see mk_svd) */
+static cz_form *mk_svd(int64_t rows, int64_t cols, int64_t r, int depth) {
+    cz_form *f = new_form(CZ_FORM_SVD, rows, cols);
+    /* An AFFINE factor quantizes its input dynamically: fed a computed intermediate (U after
+     * V), a last-bit difference in the intermediate may flip a rounding and move the result
+     * by a quantum, so random SVDs use non-int8 factors; one fixed case below puts AFFINE
+     * as V (fed the exact input). */
+    int save = g_no_affine;
+    g_no_affine = 1;
+    f->u.svd.u = mk_any(rows, r, depth + 1);
+    f->u.svd.v = mk_any(r, cols, depth + 1);
+    g_no_affine = save;
+    return f;
+}
+static cz_form *mk_sum(int64_t rows, int64_t cols, int n, int depth) {
+    cz_form *f = new_form(CZ_FORM_SUM, rows, cols);
+    f->u.sum.n = n;
+    f->u.sum.terms = xalloc((size_t)n * sizeof(cz_form *));
+    for (int i = 0; i < n; i++) f->u.sum.terms[i] = mk_any(rows, cols, depth + 1);
+    return f;
+}
+static const int KS[] = {2, 3, 5, 8, 16, 17, 32, 33, 100, 256};
+static cz_form *mk_any(int64_t rows, int64_t cols, int depth) {
+    int t = irand(0, depth >= 1 ? 4 : 6);
+    while (g_no_affine && t == 3) t = irand(0, depth >= 1 ? 4 : 6);
+    int m = 4;
+    switch (t) {
+    case 0: return mk_dense(rows, cols);
+    case 1: return mk_relidx(rows, cols, 0.05 + 0.3 * (rnd() % 100) / 100.0, irand(2, 8),
+                             irand(0, 1), KS[irand(0, 9)]);
+    case 2: return mk_codebook(rows, cols, KS[irand(0, 9)], irand(0, 1));
+    case 3: return mk_affine(rows, cols, irand(0, 1) ? 4 : 8, irand(0, 2), irand(1, 70), irand(0, 1));
+    case 4:
+        if (cols % 8 == 0) m = 8; else if (cols % 4 == 0) m = 4; else if (cols % 2 == 0) m = 2; else m = 1;
+        return mk_nm(rows, cols, irand(1, m), m, irand(0, 1), KS[irand(0, 9)]);
+    case 5: return mk_svd(rows, cols, irand(0, 9), depth);
+    default: return mk_sum(rows, cols, irand(1, 3), depth);
+    }
+}
+
+/* densify (TEST ONLY): W[r][c] through the reference op against the identity. AFFINE goes
+ * through its dequantization formula directly (the op would quantize the identity). */
+static float *densify(const cz_form *f) {
+    int64_t R = f->rows, C = f->cols;
+    float *W = xalloc((size_t)(R * C) * 4);
+    if (f->kind == CZ_FORM_AFFINE) {
+        int64_t G = f->u.affine.group, ng = G > 0 ? (C + G - 1) / G : 1;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < C; c++) {
+                int64_t j = G > 0 ? r * ng + c / G : f->u.affine.per_row ? r : 0;
+                int32_t z = f->u.affine.zp ? f->u.affine.zp[j] : 0;
+                W[r * C + c] = (float)(f->u.affine.q[r * C + c] - z) * f->u.affine.scale[j];
+            }
+        return W;
+    }
+    if (f->kind == CZ_FORM_TUCKER2) {   /* W[o,i,h,w] = sum_a sum_b last[o,a] core[a,b,h,w] first[b,i] */
+        float *Fd = densify(f->u.tucker2.first), *Kd = densify(f->u.tucker2.core),
+              *Ld = densify(f->u.tucker2.last);
+        int64_t rin = f->u.tucker2.first->rows, rout = f->u.tucker2.last->cols;
+        int64_t I = f->u.tucker2.first->cols, KK = C / I;
+        for (int64_t o = 0; o < R; o++)
+            for (int64_t i = 0; i < I; i++)
+                for (int64_t s = 0; s < KK; s++) {
+                    double acc = 0;
+                    for (int64_t a = 0; a < rout; a++)
+                        for (int64_t b = 0; b < rin; b++)
+                            acc += (double)Ld[o * rout + a] * Kd[(a * rin + b) * KK + s] * Fd[b * I + i];
+                    W[(o * I + i) * KK + s] = (float)acc;
+                }
+        free(Fd); free(Kd); free(Ld);
+        return W;
+    }
+    float *I = xalloc((size_t)(C * C) * 4);
+    for (int64_t c = 0; c < C; c++) I[c * C + c] = 1.f;
+    czk_op_ref(f, 0, R, C, I, C, 1, NULL, W, 1, C, 0);
+    free(I);
+    return W;
+}
+
+static cz_ws g_ws;
+
+/* ---- linear tests -------------------------------------------------------------------- */
+static void check_linear(const cz_form *f, int64_t batch, const char *ctx) {
+    int64_t R = f->rows, C = f->cols, ldx = C + irand(0, 3), ldy = R + irand(0, 3);
+    float *x = frandv(batch * ldx), *b = irand(0, 1) ? frandv(R) : NULL;
+    float *y = frandv(batch * ldy), *yr = xalloc((size_t)(batch * ldy) * 4);
+    memcpy(yr, y, (size_t)(batch * ldy) * 4);
+    if (czk_linear(f, batch, x, ldx, b, y, ldy, &g_ws) != CZ_OK) {
+        fprintf(stderr, "FAIL %s [%s]: status\n", g_what, ctx); g_fail++;
+    }
+    czk_op_ref(f, 0, R, batch, x, ldx, 1, b, yr, ldy, 1, 0);
+    close_arrays(y, yr, batch * ldy, 1e-4, 1e-5, ctx);
+    /* column layout + accumulate + row sub-range through czk_op */
+    int64_t ra = R > 2 ? irand(0, (int)(R / 2)) : 0, rb = R;
+    float *xt = xalloc((size_t)(C * batch) * 4);
+    for (int64_t i = 0; i < batch; i++)
+        for (int64_t c = 0; c < C; c++) xt[c * batch + i] = x[i * ldx + c];
+    float *z = frandv(R * batch), *zr = xalloc((size_t)(R * batch) * 4);
+    memcpy(zr, z, (size_t)(R * batch) * 4);
+    czk_op(f, ra, rb, batch, xt, 1, batch, b, z, 1, batch, 1, &g_ws);
+    czk_op_ref(f, ra, rb, batch, xt, 1, batch, b, zr, 1, batch, 1);
+    close_arrays(z, zr, R * batch, 1e-4, 1e-5, "collayout+acc");
+    cz_arena_free_all(&g_ws.arena);
+    free(x); free(b); free(y); free(yr); free(xt); free(z); free(zr);
+}
+
+static const int64_t BATCHES[] = {1, 3, 17, 64};
+static void test_forms(void) {
+    static const int64_t shapes[][2] = {{1, 1}, {7, 13}, {37, 61}, {64, 128}, {100, 300},
+                                        {5, 1000}, {33, 17}, {130, 96}};
+    char ctx[128];
+    for (int s = 0; s < 8; s++) {
+        int64_t R = shapes[s][0], C = shapes[s][1];
+        for (int rep = 0; rep < 3; rep++) {
+            cz_form *fs[16];
+            int nf = 0;
+            fs[nf++] = mk_dense(R, C);
+            fs[nf++] = mk_relidx(R, C, 0.1, irand(2, 8), 1, KS[irand(0, 9)]);
+            fs[nf++] = mk_relidx(R, C, 0.5, irand(2, 8), 0, 0);
+            fs[nf++] = mk_relidx(R, C, 0.02, 2, 1, 4);   /* long filler chains */
+            fs[nf++] = mk_codebook(R, C, KS[irand(0, 9)], irand(0, 1));
+            fs[nf++] = mk_codebook(R, C, irand(2, 16), irand(0, 1));
+            fs[nf++] = mk_affine(R, C, 4, irand(0, 2), irand(1, 50), irand(0, 1));
+            fs[nf++] = mk_affine(R, C, 8, 2, irand(3, 40), 1);
+            fs[nf++] = mk_nm(R, C, 1, 1, 1, 16);
+            fs[nf++] = mk_svd(R, C, irand(0, 6), 0);
+            if (R > 0) {   /* SVD with an int8 V (fed the exact input) */
+                cz_form *sv = mk_svd(R, C, 3, 0);
+                sv->u.svd.v = mk_affine(3, C, 8, 1, 0, 0);
+                fs[nf++] = sv;
+            }
+            fs[nf++] = mk_sum(R, C, 2, 0);
+            fs[nf++] = mk_any(R, C, 0);
+            if (C % 4 == 0) fs[nf - 1] = mk_nm(R, C, irand(1, 4), 4, irand(0, 1), KS[irand(0, 9)]);
+            for (int i = 0; i < nf; i++)
+                for (int b = 0; b < 4; b++) {
+                    snprintf(ctx, sizeof ctx, "linear kind=%d %lldx%lld batch=%lld", fs[i]->kind,
+                             (long long)R, (long long)C, (long long)BATCHES[b]);
+                    check_linear(fs[i], BATCHES[b], ctx);
+                }
+        }
+    }
+    /* TUCKER2 is not a linear */
+    cz_form *t = new_form(CZ_FORM_TUCKER2, 4, 4);
+    float x[4], y[4];
+    g_checks++;
+    if (czk_linear(t, 1, x, 4, NULL, y, 4, &g_ws) != CZ_ERR_PARAM) {
+        fprintf(stderr, "FAIL tucker2 linear not PARAM\n"); g_fail++;
+    }
+}
+
+static void test_gemm(void) {
+    char ctx[128];
+    for (int it = 0; it < 60; it++) {
+        int64_t M = irand(1, 70), N = irand(1, 600), K = irand(1, 700);
+        if (it % 5 == 0) K = irand(257, 1100);
+        int bkm = irand(0, 1), acc = irand(0, 1);
+        int64_t lda = K + irand(0, 5), ldb = (bkm ? N : K) + irand(0, 5);
+        int tr = irand(0, 1);   /* transposed output strides */
+        int64_t csm = tr ? 1 : N + irand(0, 3), csn = tr ? M + irand(0, 3) : 1;
+        int64_t csz = tr ? N * csn : M * csm;
+        float *A = frandv(M * lda), *B = frandv((bkm ? K : N) * ldb);
+        float *bm = irand(0, 1) ? frandv(M) : NULL, *bn = irand(0, 1) ? frandv(N) : NULL;
+        float *C1 = frandv(csz), *C2 = xalloc((size_t)csz * 4);
+        memcpy(C2, C1, (size_t)csz * 4);
+        czk_gemm_f32(M, N, K, A, lda, B, ldb, bkm, C1, csm, csn, bm, bn, acc, &g_ws);
+        czk_gemm_f32_ref(M, N, K, A, lda, B, ldb, bkm, C2, csm, csn, bm, bn, acc);
+        snprintf(ctx, sizeof ctx, "gemm M=%lld N=%lld K=%lld bkm=%d", (long long)M, (long long)N,
+                 (long long)K, bkm);
+        close_arrays(C1, C2, csz, 1e-4, 1e-5, ctx);
+        cz_arena_free_all(&g_ws.arena);
+        free(A); free(B); free(bm); free(bn); free(C1); free(C2);
+    }
+}
+
+/* int32 accumulators: bit-exact on every ISA path */
+static void test_int8_exact(void) {
+    char ctx[128];
+    int isas[] = {CZK_ISA_PORTABLE, CZK_ISA_AVX2, CZK_ISA_AVX512};
+    for (int it = 0; it < 80; it++) {
+        int64_t R = irand(1, 40), C = irand(1, 900), n = BATCHES[irand(0, 3)];
+        int mode = irand(0, 2);
+        cz_form *f = mk_affine(R, C, irand(0, 1) ? 4 : 8, mode, irand(1, 100), irand(0, 1));
+        int8_t *xq = xalloc((size_t)(n * C));
+        for (int64_t i = 0; i < n * C; i++) xq[i] = (int8_t)irand(-127, 127);
+        int64_t ng = mode == 2 ? (C + f->u.affine.group - 1) / f->u.affine.group : 1;
+        int32_t *a = xalloc((size_t)(n * R * ng) * 4), *b = xalloc((size_t)(n * R * ng) * 4);
+        czk_affine_acc_ref(f, n, xq, C, b);
+        for (int s = 0; s < 3; s++) {
+            memset(a, 0x5a, (size_t)(n * R * ng) * 4);
+            czk_affine_acc(f, n, xq, C, a, isas[s], &g_ws);
+            g_checks++;
+            if (memcmp(a, b, (size_t)(n * R * ng) * 4)) {
+                snprintf(ctx, sizeof ctx, "int8 acc isa=%d R=%lld C=%lld n=%lld mode=%d", isas[s],
+                         (long long)R, (long long)C, (long long)n, mode);
+                fprintf(stderr, "FAIL %s [%s]: accumulators differ\n", g_what, ctx);
+                g_fail++;
+            }
+            cz_arena_free_all(&g_ws.arena);
+        }
+        free(xq); free(a); free(b);
+    }
+    /* quantization: round half to even, clamp */
+    float xv[4] = {127.f, 0.5f, 1.5f, -2.5f};
+    int8_t q[4];
+    float s = czk_quant_row(xv, 1, 4, q);
+    g_checks++;
+    if (s != 1.f || q[0] != 127 || q[1] != 0 || q[2] != 2 || q[3] != -2) {
+        fprintf(stderr, "FAIL quant_row: s=%g q=%d %d %d %d\n", s, q[0], q[1], q[2], q[3]);
+        g_fail++;
+    }
+}
+
+/* ---- conv tests ---------------------------------------------------------------------- */
+static void naive_conv(const float *W, const czk_conv_params *p, const float *x,
+                       const float *bias, float *y) {
+    int64_t cg = p->c / p->group, ocg = p->oc / p->group;
+    for (int64_t n = 0; n < p->n; n++)
+        for (int64_t o = 0; o < p->oc; o++)
+            for (int64_t oy = 0; oy < p->oh; oy++)
+                for (int64_t ox = 0; ox < p->ow; ox++) {
+                    double s = bias ? bias[o] : 0;
+                    int64_t g = o / ocg;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t ky = 0; ky < p->kh; ky++)
+                            for (int64_t kx = 0; kx < p->kw; kx++) {
+                                int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                                int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                                if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue;
+                                s += (double)W[((o * cg + ci) * p->kh + ky) * p->kw + kx] *
+                                     x[((n * p->c + g * cg + ci) * p->h + iy) * p->w + ix];
+                            }
+                    y[((n * p->oc + o) * p->oh + oy) * p->ow + ox] = (float)s;
+                }
+}
+
+static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh,
+                      int64_t kw, int64_t group, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                      int64_t pt, int64_t pl, int64_t pb, int64_t pr, int kind, const char *name) {
+    czk_conv_params p = {n, c, h, w, oc, kh, kw, group, sh, sw, dh, dw, pt, pl, pb, pr, 0, 0};
+    p.oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
+    p.ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
+    int64_t K = c / group * kh * kw;
+    cz_form *f;
+    switch (kind) {
+    case 0: f = mk_dense(oc, K); break;
+    case 1: f = mk_relidx(oc, K, 0.2, irand(2, 8), 1, 32); break;
+    case 2: f = mk_codebook(oc, K, 16, 1); break;
+    case 3: f = mk_affine(oc, K, 8, 1, 0, 0); break;
+    case 4: f = mk_nm(oc, K, 1, 1, 0, 0); if (K % 4 == 0) f = mk_nm(oc, K, 2, 4, 1, 8); break;
+    case 5: f = mk_svd(oc, K, 3, 0); break;
+    case 6: f = mk_affine(oc, K, 4, 2, 7, 1); break;
+    default: { /* tucker2 (group 1) */
+        int64_t rin = irand(1, 5), rout = irand(1, 5);
+        f = new_form(CZ_FORM_TUCKER2, oc, K);
+        f->ndim = 4; f->shape[0] = oc; f->shape[1] = c; f->shape[2] = kh; f->shape[3] = kw;
+        f->u.tucker2.first = mk_dense(rin, c);
+        f->u.tucker2.core = irand(0, 1) ? mk_dense(rout, rin * kh * kw)
+                                        : mk_relidx(rout, rin * kh * kw, 0.5, 3, 1, 8);
+        f->u.tucker2.last = mk_codebook(oc, rout, 8, 0);
+    }
+    }
+    int64_t ysz = n * oc * p.oh * p.ow;
+    float *x = frandv(n * c * h * w), *b = irand(0, 3) ? frandv(oc) : NULL;
+    float *y = frandv(ysz), *yn = xalloc((size_t)ysz * 4), *yr = xalloc((size_t)ysz * 4);
+    float *W = densify(f);
+    naive_conv(W, &p, x, b, yn);
+    char ctx[160];
+    snprintf(ctx, sizeof ctx, "conv %s kind=%d", name, kind);
+    cz_status st = czk_conv2d(f, &p, x, b, y, &g_ws);
+    g_checks++;
+    if (st != CZ_OK) { fprintf(stderr, "FAIL %s [%s]: status %d\n", g_what, ctx, st); g_fail++; }
+    if (kind == 3 || kind == 6) {
+        czk_conv2d_ref(f, &p, x, b, yr);
+        close_arrays(y, yr, ysz, 1e-4, 1e-5, ctx);
+        float mx = 0;
+        for (int64_t i = 0; i < ysz; i++) mx = fabsf(yn[i]) > mx ? fabsf(yn[i]) : mx;
+        close_arrays(y, yn, ysz, 0, 0.02 * mx + 1e-5, "int8 vs float naive");
+    } else {
+        close_arrays(y, yn, ysz, 1e-4, 1e-5, ctx);
+    }
+    cz_arena_free_all(&g_ws.arena);
+    free(x); free(b); free(y); free(yn); free(yr); free(W);
+}
+
+static void test_conv(void) {
+    for (int kind = 0; kind <= 6; kind++) {
+        conv_case(2, 4, 9, 11, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, kind, "groups2 3x3 pad1");
+        conv_case(1, 6, 13, 10, 4, 5, 3, 1, 2, 1, 2, 1, 2, 0, 1, 3, kind, "5x3 stride2x1 dil2x1 asym pad");
+        conv_case(1, 3, 12, 12, 8, 3, 3, 1, 2, 2, 2, 2, 0, 1, 2, 0, kind, "stride2 dil2 asym pad");
+        conv_case(2, 8, 7, 9, 5, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "1x1 pointwise");
+        conv_case(1, 8, 7, 9, 4, 1, 1, 2, 2, 2, 1, 1, 0, 0, 0, 0, kind, "1x1 stride2 groups2");
+        conv_case(1, 5, 8, 8, 5, 3, 3, 5, 1, 1, 1, 1, 1, 1, 1, 1, kind, "depthwise as form");
+        conv_case(1, 64, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "multi-tile K=576");
+        conv_case(1, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "lenet conv2");
+    }
+    /* depthwise direct kernel (DENSE, group == c == oc) */
+    conv_case(2, 8, 11, 19, 8, 3, 3, 8, 1, 1, 1, 1, 1, 1, 1, 1, 0, "depthwise 3x3");
+    conv_case(1, 8, 11, 19, 8, 3, 3, 8, 2, 2, 1, 1, 1, 0, 2, 1, 0, "depthwise stride2 asym");
+    conv_case(1, 4, 16, 37, 4, 3, 5, 4, 1, 1, 2, 2, 2, 3, 1, 0, 0, "depthwise dil2 3x5");
+    conv_case(1, 16, 20, 20, 16, 5, 5, 16, 1, 1, 1, 1, 2, 2, 2, 2, 0, "depthwise 5x5");
+    for (int i = 0; i < 6; i++) {
+        conv_case(1, 6, 10, 12, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 7, "tucker2 3x3");
+        conv_case(2, 5, 9, 8, 4, 3, 2, 1, 2, 1, 1, 2, 0, 1, 2, 0, 7, "tucker2 strided dil");
+    }
+}
+
+int main(int argc, char **argv) {
+    (void)argc; (void)argv;
+    int feats = czk_cpu_features();
+    printf("cpu features: avx2=%d avx512=%d vnni=%d\n", !!(feats & CZK_F_AVX2),
+           !!(feats & CZK_F_AVX512), !!(feats & CZK_F_VNNI));
+    static const struct { int mask; const char *name; } levels[] = {
+        {0, "portable"}, {CZK_F_AVX2, "avx2"}, {-1, "all"}};
+    for (int l = 0; l < 3; l++) {
+        if (levels[l].mask > 0 && (feats & levels[l].mask) != levels[l].mask) continue;
+        for (int th = 1; th <= 2; th++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s/threads=%d", levels[l].name, th);
+            g_what = what;
+            czk_set_feature_mask(levels[l].mask);
+            cz_arena_init(&g_ws.arena, NULL, 0);
+            g_ws.threads = th;
+            int f0 = g_fail, c0 = g_checks;
+            test_gemm();
+            test_forms();
+            test_conv();
+            test_int8_exact();
+            printf("%-20s checks=%d failures=%d\n", what, g_checks - c0, g_fail - f0);
+            fflush(stdout);
+            cz_arena_free_all(&g_ws.arena);
+        }
+    }
+    printf("%s: %d checks, %d failures\n", g_fail ? "FAILED" : "OK", g_checks, g_fail);
+    return g_fail ? 1 : 0;
+}
