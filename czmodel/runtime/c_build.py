@@ -95,12 +95,16 @@ def _inputs() -> list[str]:
             + glob.glob(os.path.join(RUNTIME, "include", "*.h")) + [os.path.abspath(__file__)])
 
 
-def _rel(path: str) -> str:
-    """setuptools (pip install) refuses absolute source paths; it runs from ROOT."""
-    return os.path.relpath(path, ROOT) if os.path.abspath(os.getcwd()) == ROOT else path
+def ffibuilder(absolute: bool = False) -> cffi.FFI:
+    """The FFI builder. setuptools (``pip install``, through ``cffi_modules`` in setup.py)
+    calls it with no argument from ROOT and refuses absolute source paths; ``build()``
+    compiles in a temporary folder and needs absolute ones."""
 
+    def _rel(path: str) -> str:
+        if absolute or os.path.abspath(os.getcwd()) != ROOT:
+            return path
+        return os.path.relpath(path, ROOT)
 
-def ffibuilder() -> cffi.FFI:
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     ffi.set_source(
@@ -120,11 +124,17 @@ def target_path() -> str:
 
 
 def up_to_date() -> bool:
-    t = target_path()
-    if not os.path.exists(t):
-        return False
-    mt = os.path.getmtime(t)
-    return all(os.path.getmtime(p) <= mt for p in _inputs())
+    """True when an extension built by pip (``_cz_c.abi3.so``) or by ``build()`` is newer
+    than every C source and header."""
+    import importlib.machinery
+
+    # the file `import czmodel._cz_c` would load: the first suffix that exists wins
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        p = os.path.join(PKG_DIR, "_cz_c" + suffix)
+        if os.path.isfile(p):
+            mt = os.path.getmtime(p)
+            return all(os.path.getmtime(q) <= mt for q in _inputs())
+    return False
 
 
 def build(force: bool = False, verbose: bool = False) -> str:
@@ -135,10 +145,13 @@ def build(force: bool = False, verbose: bool = False) -> str:
         return target
     tmp = tempfile.mkdtemp(prefix="cz_cffi_")
     try:
-        built = ffibuilder().compile(tmpdir=tmp, verbose=verbose)
+        built = ffibuilder(absolute=True).compile(tmpdir=tmp, verbose=verbose)
         tmp_target = target + f".tmp{os.getpid()}"
         shutil.copyfile(built, tmp_target)
         os.replace(tmp_target, target)   # atomic: a concurrent import sees old or new
+        for other in glob.glob(os.path.join(PKG_DIR, "_cz_c*.so")):
+            if os.path.abspath(other) != os.path.abspath(target):
+                os.unlink(other)          # a stale pip-built variant must not shadow it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
