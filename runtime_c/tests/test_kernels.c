@@ -11,6 +11,11 @@
  *   tolerance, except int8 (AFFINE) conv whose dynamic activation quantization makes it
  *   differ from the float conv: it is checked bit-for-tolerance against czk_conv2d_ref
  *   (same quantization) and loosely (2% of the output's max magnitude) against the naive conv.
+ * Coverage of the fast paths: half of the random RELIDX forms carry the derived u16 column
+ * cache (czk_relidx_prepare), the other half run the gap walk; the int8 accumulators are
+ * checked at batch 1/3 (GEMV) and 17/64 (packed int16 GEMM) for every scale layout; conv
+ * cases with per-row int8 weights run the per-pixel column quantization path, group-wise
+ * ones the patches path; test_gemm_inplace drives the GEMM's unpacked k-major B path.
  */
 #include <math.h>
 #include <stdio.h>
@@ -336,6 +341,30 @@ static void test_gemm(void) {
     }
 }
 
+/* k-major B read in place by the GEMM (64-byte aligned, ldb = odd multiple of 16 floats) */
+static void test_gemm_inplace(void) {
+    char ctx[128];
+    for (int it = 0; it < 20; it++) {
+        int64_t M = irand(1, 70), N = irand(1, 600), K = irand(1, 700);
+        int64_t ldb = (N + 15) / 16 * 16;
+        if ((ldb / 16) % 2 == 0) ldb += 16;
+        int acc = irand(0, 1);
+        float *A = frandv(M * K);
+        float *B = aligned_alloc(64, (size_t)(K * ldb * 4 + 64) / 64 * 64);
+        for (int64_t i = 0; i < K * ldb; i++) B[i] = frand();
+        float *bm = irand(0, 1) ? frandv(M) : NULL;
+        float *C1 = frandv(M * N), *C2 = xalloc((size_t)(M * N) * 4);
+        memcpy(C2, C1, (size_t)(M * N) * 4);
+        czk_gemm_f32(M, N, K, A, K, B, ldb, 1, C1, N, 1, bm, NULL, acc, &g_ws);
+        czk_gemm_f32_ref(M, N, K, A, K, B, ldb, 1, C2, N, 1, bm, NULL, acc);
+        snprintf(ctx, sizeof ctx, "gemm in-place B M=%lld N=%lld K=%lld", (long long)M,
+                 (long long)N, (long long)K);
+        close_arrays(C1, C2, M * N, 1e-4, 1e-5, ctx);
+        cz_arena_free_all(&g_ws.arena);
+        free(A); free(B); free(bm); free(C1); free(C2);
+    }
+}
+
 /* int32 accumulators: bit-exact on every ISA path */
 static void test_int8_exact(void) {
     char ctx[128];
@@ -486,6 +515,7 @@ int main(int argc, char **argv) {
             g_ws.threads = th;
             int f0 = g_fail, c0 = g_checks;
             test_gemm();
+            test_gemm_inplace();
             test_forms();
             test_conv();
             test_int8_exact();

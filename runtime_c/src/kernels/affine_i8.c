@@ -22,12 +22,19 @@
  *     masked tail loads handle any group boundary). Block: 4 weight rows x 4 X rows.
  *     NOTE: compiled and dispatched on CPUs with AVX512_VNNI; the machine this was
  *     developed on has none, so this path is compile-checked only.
- *   AVX2: vpmaddubsw would saturate (255*127*2 > 32767), so X is widened to int16 once per
- *     call and each weight vector is sign-extended (vpmovsxbw) and multiplied with vpmaddwd
- *     (int16 x int16 -> int32 pairs, exact). Block: 3 weight rows x 4 X rows = 12 ymm
- *     accumulators (3 W + 1 temp: exactly 16 registers); the X operand comes from memory.
+ *   AVX2 (also AVX-512 CPUs without VNNI): exact, see the "AVX2 exact paths" section below:
+ *     batch 1..3 GEMV with the sign trick vpmaddubsw(|w|, sign(xq, w)) (cannot saturate
+ *     because activations are clamped to +-127); batch >= 4 a packed int16 GEMM
+ *     (vpmaddwd, 6x16 / 4x24 register blocks, weights packed per call into L1/L2-sized
+ *     panels, activations packed once per call); int8 convolutions quantize im2col columns
+ *     per pixel straight into the GEMM's panels (czk_affine_conv_cols).
+ *     Why not vpmaddubsw on u8 = xq + 128 like ORT/MLAS: 255*127*2 > 32767 saturates (ORT's
+ *     MatMulInteger u8s8 result on AVX2 is visibly off for full-range int8 weights).
  *   portable: plain C int32 loops (also the reference).
- * Threads: over blocks of weight rows when rows*cols*batch is large.
+ * NaN activations quantize to 0 in every path (the max ignores them); a row with an inf
+ * quantizes to zeros.
+ * Threads: over blocks of weight rows (GEMV, GEMM) or pixel panels (conv) when the layer is
+ * large.
  */
 #include <stdlib.h>
 
@@ -702,6 +709,188 @@ static cz_status op_avx2(CZK_OP_ARGS, cz_ws *ws) {
     return CZ_OK;
 }
 #endif /* CZK_X86 */
+
+#if CZK_X86
+/* am[j] = max(am[j], max_k |col[k*ldp + j]|) for j < npad (multiple of 16); NaN ignored */
+CZK_T_AVX2 static void amax_cols_avx2(const float *col, int64_t ldp, int64_t K, int64_t npad, float *am) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t j = 0; j < npad; j += 16) {
+        __m256 m0 = _mm256_loadu_ps(am + j), m1 = _mm256_loadu_ps(am + j + 8);
+        for (int64_t k = 0; k < K; k++) {
+            const float *c = col + k * ldp + j;
+            m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(c), absm), m0);
+            m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(c + 8), absm), m1);
+        }
+        _mm256_storeu_ps(am + j, m0);
+        _mm256_storeu_ps(am + j + 8, m1);
+    }
+}
+#endif
+/* ---- int8 convolution over im2col columns (AVX2 exact) ---------------------------------
+ * Same semantics as im2col patches + czk_affine_op (the reference): every output pixel's
+ * patch is quantized with its own scale max|patch| / 127. The columns (K x pixels, float)
+ * are read twice: once for the per-pixel max, once to quantize + pack 16-pixel panels
+ * ([k/2][16][2] int16, one L1-sized panel at a time), then the 6x16 int16 micro-kernel runs
+ * with A = the weight rows (packed once per conv) and the output goes straight to NCHW. */
+#if CZK_X86
+struct czk_i8conv {
+    const cz_form *w;
+    int64_t r0, r1, K, nkp;
+    int32_t *ap;   /* weight tiles [tile][kp][6] */
+};
+
+/* weight tile for the conv micro-kernel: dst[kp*6 + m] = pair (q[rb+m][2kp], q[rb+m][2kp+1]),
+ * zero past K and for rows >= r1. 16 columns of 6 rows at a time through an 8x8 int32
+ * transpose (2 zero rows); each 32-byte store also covers the next kp's first 2 slots,
+ * which the next store rewrites (the caller leaves 8 int32 of slack at the end). */
+CZK_T_AVX2 static void pack_wtile6(const int8_t *Q, int64_t K, int64_t rb, int64_t r1,
+                                   int64_t nkp, int32_t *dst) {
+    const int8_t *rp[6];
+    for (int m = 0; m < 6; m++) rp[m] = rb + m < r1 ? Q + (rb + m) * K : NULL;
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m256i r[8];
+        for (int m = 0; m < 8; m++)
+            r[m] = m < 6 && rp[m] ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rp[m] + k)))
+                                  : _mm256_setzero_si256();
+        tr8x8(r);
+        for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(dst + (k / 2 + q) * 6), r[q]);
+    }
+    for (int64_t kp = k / 2; kp < nkp; kp++)
+        for (int m = 0; m < 6; m++) {
+            int16_t lo = rp[m] && 2 * kp < K ? rp[m][2 * kp] : 0;
+            int16_t hi = rp[m] && 2 * kp + 1 < K ? rp[m][2 * kp + 1] : 0;
+            dst[kp * 6 + m] = (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16));
+        }
+}
+
+czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_ws *ws) {
+    if (w->kind != CZ_FORM_AFFINE || !use_avx2_exact(czk_isa())) return NULL;
+    if (ngroups_of(w) != 1 || r1 <= r0) return NULL;
+    int64_t K = w->cols, nkp = (K + 1) / 2, R = r1 - r0, ntile = (R + 5) / 6;
+    czk_i8conv *c = czk_scratch(ws, sizeof *c);
+    if (!c) return NULL;
+    c->ap = czk_scratch(ws, ((size_t)ntile * nkp * 6 + 8) * 4);   /* +8: overlapping stores */
+    if (!c->ap) return NULL;
+    c->w = w; c->r0 = r0; c->r1 = r1; c->K = K; c->nkp = nkp;
+    for (int64_t t = 0; t < ntile; t++) pack_wtile6(w->u.affine.q, K, r0 + t * 6, r1, nkp,
+                                                    c->ap + t * nkp * 6);
+    return c;
+}
+
+CZK_T_AVX2 static void conv_panel_i8(const czk_i8conv *cv, const float *col, int64_t ldp,
+                                     int64_t j0, int nj, const float *inv, const float *sx,
+                                     const float *bias, float *y, int64_t ys_r, int16_t *bp,
+                                     int32_t *xsum) {
+    const cz_form *w = cv->w;
+    int64_t K = cv->K, nkp = cv->nkp;
+    const int32_t *Z = w->u.affine.zp;
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    __m256 iv0 = _mm256_loadu_ps(inv + j0), iv1 = _mm256_loadu_ps(inv + j0 + 8);
+    __m256i xs0 = _mm256_setzero_si256(), xs1 = xs0;
+#define QV(ptr, iv)                                                                           \
+    ({                                                                                        \
+        __m256 t_ = _mm256_mul_ps(_mm256_loadu_ps(ptr), iv);                                  \
+        t_ = _mm256_and_ps(t_, _mm256_cmp_ps(t_, t_, _CMP_ORD_Q));                            \
+        _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t_), lo), hi);                   \
+    })
+    for (int64_t kp = 0; kp < nkp; kp++) {
+        const float *c0 = col + (2 * kp) * ldp + j0;
+        __m256i a0 = QV(c0, iv0), a1 = QV(c0 + 8, iv1), b0, b1;
+        if (2 * kp + 1 < K) { b0 = QV(c0 + ldp, iv0); b1 = QV(c0 + ldp + 8, iv1); }
+        else { b0 = _mm256_setzero_si256(); b1 = b0; }
+        if (Z) {
+            xs0 = _mm256_add_epi32(xs0, _mm256_add_epi32(a0, b0));
+            xs1 = _mm256_add_epi32(xs1, _mm256_add_epi32(a1, b1));
+        }
+        __m256i m16 = _mm256_set1_epi32(0xFFFF);
+        _mm256_store_si256((__m256i *)(bp + kp * 32),
+                           _mm256_or_si256(_mm256_and_si256(a0, m16), _mm256_slli_epi32(b0, 16)));
+        _mm256_store_si256((__m256i *)(bp + kp * 32 + 16),
+                           _mm256_or_si256(_mm256_and_si256(a1, m16), _mm256_slli_epi32(b1, 16)));
+    }
+#undef QV
+    _mm256_storeu_si256((__m256i *)xsum, xs0);
+    _mm256_storeu_si256((__m256i *)(xsum + 8), xs1);
+    const float *S = w->u.affine.scale;
+    int64_t R = cv->r1 - cv->r0;
+    __m256 sx0 = _mm256_loadu_ps(sx + j0), sx1 = _mm256_loadu_ps(sx + j0 + 8);
+    int32_t tile[6 * 16] __attribute__((aligned(32)));
+    for (int64_t t = 0; t * 6 < R; t++) {
+        uk16_6x2(nkp, cv->ap + t * nkp * 6, bp, tile, 16, 0);
+        int mr = R - t * 6 < 6 ? (int)(R - t * 6) : 6;
+        for (int m = 0; m < mr; m++) {
+            int64_t r = cv->r0 + t * 6 + m;
+            int64_t si = sidx(w, r, 0);
+            __m256 sw = _mm256_set1_ps(S[si]);
+            __m256 bv = _mm256_set1_ps(bias ? bias[r - cv->r0] : 0.f);
+            __m256i s0 = _mm256_load_si256((const __m256i *)(tile + m * 16));
+            __m256i s1 = _mm256_load_si256((const __m256i *)(tile + m * 16 + 8));
+            if (Z) {
+                __m256i zv = _mm256_set1_epi32(Z[si]);
+                s0 = _mm256_sub_epi32(s0, _mm256_mullo_epi32(zv, xs0));
+                s1 = _mm256_sub_epi32(s1, _mm256_mullo_epi32(zv, xs1));
+            }
+            __m256 v0 = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s0), sw), sx0), bv);
+            __m256 v1 = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s1), sw), sx1), bv);
+            float *yo = y + (r - cv->r0) * ys_r + j0;
+            if (nj == 16) { _mm256_storeu_ps(yo, v0); _mm256_storeu_ps(yo + 8, v1); }
+            else {
+                float tv[16];
+                _mm256_storeu_ps(tv, v0);
+                _mm256_storeu_ps(tv + 8, v1);
+                for (int j = 0; j < nj; j++) yo[j] = tv[j];
+            }
+        }
+    }
+}
+
+cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
+                               const float *bias, float *y, int64_t ys_r, cz_ws *ws) {
+    int64_t K = cv->K, npan = (np + 15) / 16, npad = npan * 16;
+    float *inv = czk_scratch(ws, (size_t)npad * 2 * sizeof(float));
+    if (!inv) return CZ_ERR_MEMORY;
+    float *sx = inv + npad;
+    /* per-pixel max |x| over the patch (NaN ignored, as czk_quant_row) */
+    {
+        float *am = sx;
+        for (int64_t j = 0; j < npad; j++) am[j] = 0.f;
+        amax_cols_avx2(col, ldp, K, npad, am);
+        for (int64_t j = 0; j < npad; j++) {
+            float a = am[j];
+            if (j >= np || !(a > 0.f) || a > 3.0e38f) { inv[j] = 0.f; sx[j] = 0.f; }
+            else { inv[j] = 127.f / a; sx[j] = a / 127.f; }
+        }
+    }
+    int nt = czk_threads(ws, (double)(cv->r1 - cv->r0) * K * (double)np);
+    if (nt > npan) nt = (int)npan;
+    size_t per = (size_t)cv->nkp * 64 + 64 + 64;
+    char *buf = czk_scratch(ws, (size_t)nt * per);
+    if (!buf) return CZ_ERR_MEMORY;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t p = 0; p < npan; p++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        int16_t *bp = (int16_t *)(((uintptr_t)(buf + (size_t)tid * per) + 63) & ~(uintptr_t)63);
+        int32_t *xsum = (int32_t *)(bp + cv->nkp * 32);
+        int nj = np - p * 16 < 16 ? (int)(np - p * 16) : 16;
+        conv_panel_i8(cv, col, ldp, p * 16, nj, inv, sx, bias, y, ys_r, bp, xsum);
+    }
+    return CZ_OK;
+}
+#else
+czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_ws *ws) {
+    (void)w; (void)r0; (void)r1; (void)ws;
+    return NULL;
+}
+cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
+                               const float *bias, float *y, int64_t ys_r, cz_ws *ws) {
+    (void)cv; (void)col; (void)ldp; (void)np; (void)bias; (void)y; (void)ys_r; (void)ws;
+    return CZ_ERR_UNSUPPORTED;
+}
+#endif
 
 cz_status czk_affine_acc(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
                          int32_t *acc, int isa, cz_ws *ws) {

@@ -5,25 +5,37 @@
  * cols = c/group * kh * kw in (ci, ky, kx) order = the (oc, c/group, kh, kw) layout):
  *   - 1x1, stride 1, no padding: the image itself is the (cols x pixels) operand -> one
  *     czk_op in column layout, no im2col at all.
- *   - depthwise (group == c == oc, DENSE form): a direct kernel, SIMD over output width
- *     (stride 1) -- im2col would copy 9x the input for 9 MACs per output.
+ *   - depthwise (group == c == oc, DENSE or AFFINE form): a direct kernel, SIMD over output
+ *     width; 3x3 stride 1 copies each plane once into a zero-padded buffer and keeps the 9
+ *     taps in registers. AFFINE depthwise runs WEIGHT-ONLY (dequantized weights, float
+ *     activations; czk_conv2d_ref does the same): per-pixel activation quantization of a
+ *     9-element patch buys nothing and costs accuracy.
  *   - TUCKER2: three convolutions through scratch: 1x1 (c -> r_in), kh x kw (r_in -> r_out,
  *     with the stride/padding/dilation) and 1x1 (r_out -> oc, with the bias). Zero padding
  *     commutes with the bias-free first 1x1, so padding the intermediate is exact.
  *   - everything else: im2col of a TILE of output pixels into scratch (tile sized so the
- *     tile is ~1 MB), then czk_op over the form. For AFFINE (int8) forms the tile is built
- *     as pixel-major "patches" (pixels x cols), which the int8 kernel quantizes row by row
- *     (one dynamic scale per output pixel); for every other form it is built column-major
- *     (cols x pixels, ld padded to 16 floats) which the dense GEMM packs directly and the
- *     sparse kernels use in place for their batch-AXPY. Output is written straight into
- *     NCHW through the op's output strides.
+ *     tile is ~1 MB), then czk_op over the form. The column-major tile (cols x pixels) uses
+ *     a row stride of an odd number of 64-byte lines so the dense GEMM reads it IN PLACE
+ *     (no B packing); sparse kernels use it in place for their batch-AXPY. AFFINE (int8)
+ *     forms with per-tensor/per-row scales on AVX2 take the same column tile (~256 KB) and
+ *     czk_affine_conv_cols quantizes it per pixel straight into int16 GEMM panels; other
+ *     AFFINE forms (group-wise scales, no AVX2, VNNI) build pixel-major "patches" (pixels x
+ *     cols) which czk_affine_op quantizes row by row. Semantics are the same everywhere:
+ *     one dynamic activation scale per output pixel (max |patch| / 127). Output is written
+ *     straight into NCHW through the op's output strides.
  * Threads: inside the ops (GEMM column blocks, sparse rows); depthwise over channels.
  */
 #include <stdlib.h>
 
 #include "kint.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-static int64_t cdiv_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static int64_t cdiv_floor(int64_t a, int64_t b) {
+    if (b == 1) return a;   /* stride 1: no division (idiv is ~40 cycles) */
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
 static int64_t cdiv_ceil(int64_t a, int64_t b) { return -cdiv_floor(-a, b); }
 
 static cz_status check(const cz_form *w, const czk_conv_params *p) {
@@ -50,9 +62,12 @@ static cz_status check(const cz_form *w, const czk_conv_params *p) {
 }
 
 /* column-major im2col: col[k*ldp + j] for output pixels p0 .. p0+np, k = (ci, ky, kx) */
+/* (no loop -> memset/memcpy pattern replacement: the segments are a few floats long and a
+ * libc call per segment cost more than the copy) */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
 static void im2col_cols(const float *x, const czk_conv_params *p, int64_t cg, int64_t p0,
                         int64_t np, float *col, int64_t ldp) {
-    int64_t H = p->h, W = p->w, OW = p->ow;
+    int64_t H = p->h, W = p->w, OW = p->ow, oy0 = p0 / OW, ox0 = p0 % OW;
     for (int64_t ci = 0; ci < cg; ci++)
         for (int64_t ky = 0; ky < p->kh; ky++)
             for (int64_t kx = 0; kx < p->kw; kx++) {
@@ -63,14 +78,14 @@ static void im2col_cols(const float *x, const czk_conv_params *p, int64_t cg, in
                 int64_t lo = cdiv_ceil(-offx, p->stride_w), hi = cdiv_ceil(W - offx, p->stride_w);
                 if (lo < 0) lo = 0;
                 if (hi > OW) hi = OW;
-                int64_t j = 0;
-                while (j < np) {
-                    int64_t pp = p0 + j, oy = pp / OW, ox = pp % OW;
+                int64_t j = 0, oy = oy0, ox = ox0;
+                for (; j < np; oy++, ox = 0) {
                     int64_t seg = OW - ox < np - j ? OW - ox : np - j;
                     int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
                     float *dd = d + j;
                     if (iy < 0 || iy >= H) {
-                        memset(dd, 0, (size_t)seg * sizeof(float));
+                        if (seg > 32) memset(dd, 0, (size_t)seg * sizeof(float));
+                        else for (int64_t t = 0; t < seg; t++) dd[t] = 0.f;
                     } else {
                         const float *xr = xc + iy * W + offx;
                         int64_t e = ox + seg;
@@ -78,7 +93,12 @@ static void im2col_cols(const float *x, const czk_conv_params *p, int64_t cg, in
                         for (; a < e && a < lo; a++) dd[a - ox] = 0.f;
                         int64_t b = e < hi ? e : hi;
                         if (p->stride_w == 1) {
-                            if (b > a) memcpy(dd + (a - ox), xr + a, (size_t)(b - a) * sizeof(float));
+                            if (b - a > 32) memcpy(dd + (a - ox), xr + a, (size_t)(b - a) * sizeof(float));
+                            else {   /* short rows: 16-byte moves, no libc call */
+                                int64_t t = a;
+                                for (; t + 4 <= b; t += 4) memcpy(dd + (t - ox), xr + t, 16);
+                                for (; t < b; t++) dd[t - ox] = xr[t];
+                            }
                             a = b > a ? b : a;
                         } else {
                             for (; a < b; a++) dd[a - ox] = xr[a * p->stride_w];
@@ -130,8 +150,52 @@ static inline float dw_pixel(const float *x, const float *wk, float b, const czk
 
 #define DEF_DW_ISA(SFX, ATTR, VW)                                                             \
     typedef float dv_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                  \
+    /* 3x3, stride 1, dilation 1: the plane is copied once into a zero-padded buffer (pb:  \
+     * h rows of Wp = pad_l + w + pad_r + VW floats, then one zero row), so every output    \
+     * vector -- borders included -- is 9 unaligned loads + 9 FMAs from registers. */       \
+    ATTR static void dw3_plane_##SFX(const float *x, const float *wk, float b,                \
+                                     const czk_conv_params *p, float *y, float *pb) {         \
+        int64_t W = p->w, OW = p->ow, H = p->h, Wp = p->pad_l + W + p->pad_r + VW;           \
+        float *zr = pb + H * Wp;                                                              \
+        for (int64_t iy = 0; iy < H; iy++) {                                                  \
+            float *d = pb + iy * Wp;                                                          \
+            for (int64_t i = 0; i < p->pad_l; i++) d[i] = 0.f;                                \
+            memcpy(d + p->pad_l, x + iy * W, (size_t)W * sizeof(float));                      \
+            for (int64_t i = p->pad_l + W; i < Wp; i++) d[i] = 0.f;                           \
+        }                                                                                     \
+        for (int64_t i = 0; i < Wp; i++) zr[i] = 0.f;                                         \
+        const dv_##SFX z = (dv_##SFX){0};                                                     \
+        dv_##SFX w0 = z + wk[0], w1 = z + wk[1], w2 = z + wk[2], w3 = z + wk[3],              \
+                 w4 = z + wk[4], w5 = z + wk[5], w6 = z + wk[6], w7 = z + wk[7],              \
+                 w8 = z + wk[8], vb = z + b;                                                  \
+        for (int64_t oy = 0; oy < p->oh; oy++) {                                              \
+            float *yr = y + oy * OW;                                                          \
+            const float *rr[3];                                                               \
+            for (int ky = 0; ky < 3; ky++) {                                                  \
+                int64_t iy = oy - p->pad_t + ky;                                              \
+                rr[ky] = iy < 0 || iy >= H ? zr : pb + iy * Wp;                               \
+            }                                                                                 \
+            const float *a = rr[0], *c = rr[1], *d = rr[2];                                   \
+            for (int64_t ox = 0;;) {                                                          \
+                if (ox + VW > OW) ox = OW - VW; /* last vector overlaps (idempotent) */       \
+                /* three independent chains (one per kernel row), then summed */             \
+                dv_##SFX e0 = vb, e1 = w3 * *(const dv_##SFX *)(c + ox),                      \
+                         e2 = w6 * *(const dv_##SFX *)(d + ox);                               \
+                e0 += w0 * *(const dv_##SFX *)(a + ox);                                       \
+                e1 += w4 * *(const dv_##SFX *)(c + ox + 1);                                   \
+                e2 += w7 * *(const dv_##SFX *)(d + ox + 1);                                   \
+                e0 += w1 * *(const dv_##SFX *)(a + ox + 1);                                   \
+                e1 += w5 * *(const dv_##SFX *)(c + ox + 2);                                   \
+                e2 += w8 * *(const dv_##SFX *)(d + ox + 2);                                   \
+                e0 += w2 * *(const dv_##SFX *)(a + ox + 2);                                   \
+                *(dv_##SFX *)(yr + ox) = e0 + (e1 + e2);                                      \
+                ox += VW;                                                                     \
+                if (ox >= OW) break;                                                          \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
     ATTR static void dw_plane_##SFX(const float *x, const float *wk, float b,                 \
-                                    const czk_conv_params *p, float *y) {                     \
+                                    const czk_conv_params *p, float *y, float *pb) {          \
         int64_t W = p->w, OW = p->ow, KW = p->kw;                                             \
         int64_t lo = 0, hi = OW; /* ox range whose whole window is inside the row */          \
         for (int64_t kx = 0; kx < KW; kx++) {                                                 \
@@ -143,6 +207,11 @@ static inline float dw_pixel(const float *x, const float *wk, float b, const czk
         if (lo > OW) lo = OW;                                                                 \
         if (hi < lo) hi = lo;                                                                 \
         if (p->stride_w != 1) hi = lo; /* strided: scalar */                                  \
+        if (pb && p->kh == 3 && KW == 3 && p->stride_h == 1 && p->stride_w == 1 &&            \
+            p->dil_h == 1 && p->dil_w == 1 && OW >= VW) {                                     \
+            dw3_plane_##SFX(x, wk, b, p, y, pb);                                              \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t oy = 0; oy < p->oh; oy++) {                                              \
             float *yr = y + oy * OW;                                                          \
             const float *rows[16];                                                            \
@@ -208,22 +277,31 @@ static cz_status conv_depthwise(const cz_form *w, const czk_conv_params *p, cons
         W = deq;
     }
     int nt = czk_threads(ws, (double)p->n * C * OHW * KK);
+    /* per-thread zero-padded plane for the 3x3 path: (h + 1) x (pad_l + w + pad_r + 16) */
+    size_t pbn = (size_t)(p->h + 1) * (size_t)(p->pad_l + p->w + p->pad_r + 16);
+    float *pbuf = malloc((size_t)nt * pbn * sizeof(float));
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t t = 0; t < p->n * C; t++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *zrow = pbuf ? pbuf + (size_t)tid * pbn : NULL;
         int64_t ch = t % C;
         const float *xp = x + t * HW;
         float *yp = y + t * OHW;
         const float *wk = W + ch * KK;
         float b = bias ? bias[ch] : 0.f;
 #if CZK_X86
-        if (isa == CZK_ISA_AVX512) dw_plane_avx512(xp, wk, b, p, yp);
-        else if (isa == CZK_ISA_AVX2) dw_plane_avx2(xp, wk, b, p, yp);
+        if (isa == CZK_ISA_AVX512) dw_plane_avx512(xp, wk, b, p, yp, zrow);
+        else if (isa == CZK_ISA_AVX2) dw_plane_avx2(xp, wk, b, p, yp, zrow);
         else
 #endif
-            dw_plane_port(xp, wk, b, p, yp);
+            dw_plane_port(xp, wk, b, p, yp, zrow);
     }
     (void)isa;
     free(deq);
+    free(pbuf);
     return CZ_OK;
 }
 
@@ -280,12 +358,25 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
     int pointwise = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                     p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
     int patches = w->kind == CZ_FORM_AFFINE;
-    /* output-pixel tile: the im2col tile is at most ~1 MB (and >= 16 pixels) */
-    int64_t PT = (256 * 1024) / (K > 0 ? K : 1);
+    /* int8: the exact AVX2 path quantizes im2col COLUMNS per pixel (one plan per group) */
+    czk_i8conv **i8 = NULL;
+    if (patches) {
+        i8 = czk_scratch(ws, (size_t)G * sizeof *i8);
+        if (!i8) return CZ_ERR_MEMORY;
+        for (int64_t g = 0; g < G; g++) {
+            i8[g] = czk_affine_conv_begin(w, g * ocg, (g + 1) * ocg, ws);
+            if (!i8[g]) { i8 = NULL; break; }
+        }
+        if (i8) { patches = 0; pointwise = 0; }
+    }
+    /* output-pixel tile: the im2col tile is at most ~1 MB (and >= 16 pixels); the int8
+     * column path reads its tile twice, so ~256 KB (L2) */
+    int64_t PT = (i8 ? 64 * 1024 : 256 * 1024) / (K > 0 ? K : 1);
     PT = PT / 16 * 16;
     if (PT < 16) PT = 16;
     if (PT > OHW) PT = OHW;
     int64_t ldp = (PT + 15) / 16 * 16;
+    if (!i8 && !patches && (ldp / 16) % 2 == 0) ldp += 16;   /* odd # of lines: GEMM reads in place */
     float *buf = NULL;
     if (!pointwise) {
         buf = czk_scratch(ws, (size_t)K * ldp * sizeof(float));
@@ -308,6 +399,9 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
                 if (patches) {
                     im2col_patches(xg, p, cg, p0, np, buf);
                     st = czk_op(w, g * ocg, (g + 1) * ocg, np, buf, K, 1, bg, yg + p0, 1, OHW, 0, &sub);
+                } else if (i8) {
+                    im2col_cols(xg, p, cg, p0, np, buf, ldp);
+                    st = czk_affine_conv_cols(i8[g], buf, ldp, np, bg, yg + p0, OHW, &sub);
                 } else {
                     im2col_cols(xg, p, cg, p0, np, buf, ldp);
                     st = czk_op(w, g * ocg, (g + 1) * ocg, np, buf, 1, ldp, bg, yg + p0, 1, OHW, 0, &sub);

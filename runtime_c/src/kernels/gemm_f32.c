@@ -17,7 +17,9 @@
  * n-major B (linear: B = W rows) skips packing: a dot-product kernel takes 3 X rows x 4 W
  * rows (12 accumulators, horizontal sums at the end of each K block); at batch 1 this is
  * the streaming GEMV. Packing n-major B would be a scalar transpose costing as much as
- * the FMAs at batch 32. k-major B (conv im2col columns) uses the packed micro-kernel.
+ * the FMAs at batch 32. k-major B (conv im2col columns) uses the packed micro-kernel; when
+ * it is already panel-shaped (aligned, ldb a multiple of NR and an odd number of 16-float
+ * lines, padded past N) the micro-kernel reads it in place with k-stride ldb, no packing.
  * Threads: over column blocks of B when M*N*K is large.
  */
 #include <stdlib.h>
@@ -91,7 +93,8 @@ static void store_tile(const float *t, int NR, float *c, int64_t csm, int64_t cs
 #define DEF_GEMM_ISA(SFX, ATTR, VW, MR, NV)                                                   \
     typedef float vf_##SFX __attribute__((vector_size(VW * 4)));                              \
     typedef float vfu_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                 \
-    ATTR static void uk_##SFX(int64_t kc, const float *const *a, const float *bp, float *c,   \
+    ATTR static void uk_##SFX(int64_t kc, const float *const *a, const float *bp, int64_t bs, \
+                              float *c,                                                       \
                               int64_t csm, int64_t csn, int mr, int nr, int load,             \
                               const float *bm, const float *bn) {                             \
         vf_##SFX acc[MR][NV];                                                                 \
@@ -100,7 +103,7 @@ static void store_tile(const float *t, int NR, float *c, int64_t csm, int64_t cs
         for (int64_t k = 0; k < kc; k++) {                                                    \
             vf_##SFX b[NV];                                                                   \
             _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
-                b[j] = *(const vf_##SFX *)(bp + (k * NV + j) * VW);                           \
+                b[j] = *(const vf_##SFX *)(bp + k * bs + j * VW);                             \
             _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                           \
                 vf_##SFX av = a[i][k] - (vf_##SFX){0}; /* broadcast (x - 0 == x) */                                        \
                 _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] += av * b[j];  \
@@ -173,7 +176,7 @@ DEF_GEMM_ISA(avx2, CZK_T_AVX2, 8, 6, 2)
 DEF_GEMM_ISA(avx512, CZK_T_AVX512, 16, 8, 2)
 #endif
 
-typedef void (*uk_fn)(int64_t, const float *const *, const float *, float *, int64_t, int64_t,
+typedef void (*uk_fn)(int64_t, const float *const *, const float *, int64_t, float *, int64_t, int64_t,
                       int, int, int, const float *, const float *);
 typedef void (*gemv_fn)(int, int64_t, int64_t, int64_t, const float *, int64_t, const float *,
                         int64_t, float *, int64_t, int64_t, const float *, const float *, int);
@@ -226,6 +229,37 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
     int64_t nblk = (N + NCB - 1) / NCB;
     int nt = czk_threads(ws, work);
     if (nt > nblk) nt = (int)nblk;
+    if (((uintptr_t)B % (NR * 4 > 64 ? 64 : NR * 4)) == 0 && ldb % NR == 0 &&
+        ldb >= (N + NR - 1) / NR * NR && (ldb / 16) % 2 == 1) {
+        /* k-major B already laid out like panels (conv im2col columns, 16-float-aligned rows
+         * of an odd number of 64-byte lines so consecutive k spread over all L1 sets): the
+         * micro-kernel reads it in place with k-stride ldb, no packing. Panel-outer: the
+         * KC x NR panel stays in L1 while the MR-row slices of A stream past it. Columns past
+         * N in the last panel read row padding and are discarded. */
+        float *zr = czk_scratch(ws, KC * sizeof(float));
+        if (!zr) return CZ_ERR_MEMORY;
+        memset(zr, 0, KC * sizeof(float));
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+        for (int64_t jb = 0; jb < nblk; jb++) {
+            int64_t j0 = jb * NCB, nc = N - j0 < NCB ? N - j0 : NCB;
+            for (int64_t k0 = 0; k0 < K; k0 += KC) {
+                int64_t kc = K - k0 < KC ? K - k0 : KC;
+                int last = k0 + kc >= K;
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? (int)(nc - jr) : NR;
+                    for (int64_t m0 = 0; m0 < M; m0 += MR) {
+                        int mr = M - m0 < MR ? (int)(M - m0) : MR;
+                        const float *ap[16];
+                        for (int i = 0; i < MR; i++) ap[i] = i < mr ? A + (m0 + i) * lda + k0 : zr;
+                        uk(kc, ap, B + k0 * ldb + j0 + jr, ldb, C + m0 * csm + (j0 + jr) * csn,
+                           csm, csn, mr, nr, acc || k0 > 0, last && bias_m ? bias_m + m0 : NULL,
+                           last && bias_n ? bias_n + j0 + jr : NULL);
+                    }
+                }
+            }
+        }
+        return CZ_OK;
+    }
     int64_t kcmax = K < KC ? K : KC;
     float *buf = czk_scratch(ws, ((size_t)nt * kcmax * NCB + KC) * sizeof(float));
     if (!buf) return CZ_ERR_MEMORY;
@@ -249,7 +283,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                 for (int i = 0; i < MR; i++) ap[i] = i < mr ? A + (m0 + i) * lda + k0 : zrow;
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-                    uk(kc, ap, bp + (jr / NR) * kc * NR, C + m0 * csm + (j0 + jr) * csn, csm,
+                    uk(kc, ap, bp + (jr / NR) * kc * NR, NR, C + m0 * csm + (j0 + jr) * csn, csm,
                        csn, mr, nr, acc || k0 > 0, last && bias_m ? bias_m + m0 : NULL,
                        last && bias_n ? bias_n + j0 + jr : NULL);
                 }

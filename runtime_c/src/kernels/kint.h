@@ -97,6 +97,17 @@ cz_status czk_affine_acc(const cz_form *w, int64_t n, const int8_t *xq, int64_t 
 void czk_affine_acc_ref(const cz_form *w, int64_t n, const int8_t *xq, int64_t ldq,
                         int32_t *acc);
 
+/* int8 conv over im2col columns (AVX2 exact path; affine_i8.c). begin: weight rows
+ * [r0, r1) packed once per conv (scratch from ws, kept until the conv returns); NULL when
+ * the path does not apply (no AVX2, VNNI preferred, group-wise scales) -> use patches.
+ * cols: col[k*ldp + j], K = w->cols rows, np pixels (ldp >= np rounded up to 16, readable);
+ * writes y[(r-r0)*ys_r + j] = the czk_affine_op result of pixel j's patch (same per-pixel
+ * dynamic quantization, bit-exact int32 accumulators). */
+typedef struct czk_i8conv czk_i8conv;
+czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_ws *ws);
+cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
+                               const float *bias, float *y, int64_t ys_r, cz_ws *ws);
+
 /* conv pieces */
 cz_status czk_conv2d_ref(const cz_form *w, const czk_conv_params *p, const float *x,
                          const float *bias, float *y);
