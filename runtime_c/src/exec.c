@@ -454,21 +454,71 @@ static cz_status bind_inputs(cz_exec *ex, const cz_tensor *inputs, int n_inputs,
 
 #define MAX_NODE_IO_RT 64
 
+/* ---- optional per-op profile (CZ_PROFILE=1 in the environment: wall time per op type,
+ * printed to stderr at exit; off by default, one branch per node when off) -------------- */
+#include <stdlib.h>
+#include <time.h>
+
+static int prof_state = -1;            /* -1 unknown, 0 off, 1 on */
+static double prof_ns[OP__COUNT];
+static uint64_t prof_calls[OP__COUNT];
+static double prof_total_ns;
+static uint64_t prof_runs;
+
+static double prof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static void prof_report(void) {
+    if (!prof_runs) return;
+    fprintf(stderr, "cz profile: %llu runs, %.1f us/run in nodes\n", (unsigned long long)prof_runs,
+            prof_total_ns / 1e3 / (double)prof_runs);
+    for (int o = 0; o < OP__COUNT; o++)
+        if (prof_calls[o])
+            fprintf(stderr, "  %-22s %9.1f us/run %6.1f%%  (%llu calls/run)\n", cz_op_name(o),
+                    prof_ns[o] / 1e3 / (double)prof_runs, 100.0 * prof_ns[o] / prof_total_ns,
+                    (unsigned long long)(prof_calls[o] / prof_runs));
+}
+
+static int prof_on(void) {
+    int s = __atomic_load_n(&prof_state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *e = getenv("CZ_PROFILE");
+        s = e && *e && *e != '0';
+        if (s) atexit(prof_report);
+        __atomic_store_n(&prof_state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
 static cz_status run_nodes(cz_exec *ex, cz_rt *rt) {
     const cz_graph *g = ex->g;
     cz_rt *inp[MAX_NODE_IO_RT], *outp[MAX_NODE_IO_RT];
+    int prof = prof_on();
+    double t_start = prof ? prof_now() : 0.0;
     for (int i = 0; i < g->n_nodes; i++) {
         const cz_gnode *nd = &g->nodes[i];
         ex->node = nd;
-        for (int k = 0; k < MAX_NODE_IO_RT; k++) inp[k] = outp[k] = NULL;
         for (int k = 0; k < nd->n_in; k++) inp[k] = nd->in[k] >= 0 ? &rt[nd->in[k]] : NULL;
+        for (int k = nd->n_in; k < MAX_NODE_IO_RT && k < nd->n_in + 8; k++) inp[k] = NULL;
         for (int k = 0; k < nd->n_out; k++) outp[k] = &rt[nd->out[k]];
         cz_op_fn fn = op_fn(nd->op);
         if (!fn) return cz_ex_fail(ex, CZ_ERR_UNSUPPORTED, "op not implemented by the C runtime");
+        double t0 = prof ? prof_now() : 0.0;
         cz_status st = fn(ex, nd, inp, outp);
+        if (prof) {   /* (not thread-safe across concurrent runs: a diagnostic) */
+            prof_ns[nd->op] += prof_now() - t0;
+            prof_calls[nd->op]++;
+        }
         cz_arena_free_all(&ex->ws.arena);
         if (st) return st;
         for (int k = 0; k < nd->n_free; k++) rt_release(ex, &rt[nd->free_ids[k]]);
+    }
+    if (prof) {
+        prof_total_ns += prof_now() - t_start;
+        prof_runs++;
     }
     ex->node = NULL;
     return CZ_OK;

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph.h"
@@ -456,7 +457,7 @@ static cz_status bind_tensors(cz_graph *g, cz_model *m, char *err, size_t errlen
     int n_owned = 0;
     for (int v = 0; v < g->n_values; v++)
         if (g->values[v].kind == VK_TENSOR && g->values[v].last_use >= 0) n_owned++;
-    g->owned = cz_arena_alloc(&g->arena, sizeof(void *) * (size_t)(n_owned + 1), 8);
+    g->owned = cz_arena_alloc(&g->arena, sizeof(void *) * (size_t)(2 * n_owned + 1), 8);
     if (!g->owned) return cz_fail(err, errlen, CZ_ERR_MEMORY, "out of memory");
     for (int v = 0; v < g->n_values; v++) {
         cz_gvalue *gv = &g->values[v];
@@ -494,6 +495,17 @@ static cz_status bind_tensors(cz_graph *g, cz_model *m, char *err, size_t errlen
             gv->dense = p;
         }
         if (gv->form && !(gv->dtype == CZ_F32)) gv->form = NULL;
+        /* sparse (RELIDX) weights get their u16 column cache (2 bytes per stored value,
+         * counted in the resident bytes): batch-1 products then skip the serial gap walk
+         * (~3x faster). CZ_RELIDX_COLS=0 in the environment keeps only the file's form. */
+        const char *cc = getenv("CZ_RELIDX_COLS");
+        if (gv->form && gv->form->kind == CZ_FORM_RELIDX && !(cc && cc[0] == '0')) {
+            void *p = NULL;
+            cz_status st = gm_prepare_form(m, gv->index, &p);
+            if (st) return cz_fail(err, errlen, st, "tensor '%.80s': cannot prepare its "
+                                   "sparse form", gv->name);
+            if (p) g->owned[g->n_owned++] = p;
+        }
     }
     return CZ_OK;
 }

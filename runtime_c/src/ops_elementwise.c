@@ -10,6 +10,26 @@
 #include <string.h>
 
 #include "graph.h"
+#include "ops_vec.h"
+
+/* elements per OpenMP chunk for the vectorised loops (below ~64k a parallel region costs
+ * more than it saves) */
+#define PAR_MIN 65536
+#define PAR_CHUNK 16384
+
+/* run fn over [0, n) in chunks, on up to `threads` threads when n is large */
+#define PAR_CHUNKS(threads, n, BODY)                                                      \
+    do {                                                                                  \
+        uint64_t n_ = (n);                                                                \
+        int nt_ = (threads) > 1 && n_ >= PAR_MIN ? (threads) : 1;                         \
+        int64_t nc_ = (int64_t)((n_ + PAR_CHUNK - 1) / PAR_CHUNK);                        \
+        _Pragma("omp parallel for num_threads(nt_) if (nt_ > 1) schedule(static)")        \
+        for (int64_t c_ = 0; c_ < nc_; c_++) {                                            \
+            uint64_t lo = (uint64_t)c_ * PAR_CHUNK;                                       \
+            uint64_t len = n_ - lo < PAR_CHUNK ? n_ - lo : PAR_CHUNK;                     \
+            BODY;                                                                         \
+        }                                                                                 \
+    } while (0)
 
 #define FAILP(...) return cz_ex_fail(ex, CZ_ERR_PARAM, __VA_ARGS__)
 #ifndef M_PI
@@ -28,7 +48,6 @@ static inline float sel(int c, float a, float b) {
     return a;
 }
 
-static double gelu_erf(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 static double gelu_tanh(double x) {
     return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
@@ -48,13 +67,13 @@ static cz_status unary_float(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt 
         for (uint64_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
         break;
     case OP_TANH: for (uint64_t i = 0; i < n; i++) y[i] = (float)tanh((double)x[i]); break;
-    case OP_ERF: for (uint64_t i = 0; i < n; i++) y[i] = (float)erf((double)x[i]); break;
+    case OP_ERF: PAR_CHUNKS(ex->ws.threads, n, czv_erf(x + lo, y + lo, len)); break;
     case OP_SQRT: for (uint64_t i = 0; i < n; i++) y[i] = (float)sqrt((double)x[i]); break;
     case OP_EXP: for (uint64_t i = 0; i < n; i++) y[i] = (float)exp((double)x[i]); break;
     case OP_LOG: for (uint64_t i = 0; i < n; i++) y[i] = (float)log((double)x[i]); break;
     case OP_GELU:
         if (a[A_GELU_APPROXIMATE].choice == 0)
-            for (uint64_t i = 0; i < n; i++) y[i] = (float)gelu_erf((double)x[i]);
+            PAR_CHUNKS(ex->ws.threads, n, czv_gelu_erf(x + lo, y + lo, len));
         else
             for (uint64_t i = 0; i < n; i++) y[i] = (float)gelu_tanh((double)x[i]);
         break;
@@ -212,6 +231,48 @@ static cz_status binary_float(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt
     int64_t idx[CZ_MAX_NDIM] = {0}, off[3] = {0, 0, 0};
     int64_t sa = b->r ? b->st[0][b->r - 1] : 0, sb = b->r ? b->st[1][b->r - 1] : 0;
     uint64_t inner = b->inner;
+    int vop = nd->op == OP_ADD ? CZV_ADD : nd->op == OP_SUB ? CZV_SUB : nd->op == OP_MUL
+              ? CZV_MUL : nd->op == OP_DIV ? CZV_DIV : -1;
+    if (vop >= 0 && b->n) {
+        float *y = Y->data;
+        uint64_t na = in[0]->n, nb = in[1]->n;
+        /* whole tensors: same shape, or one side a single value */
+        if ((na == b->n || na == 1) && (nb == b->n || nb == 1) && !(na == 1 && nb == 1 &&
+                                                                   b->n > 1)) {
+            int64_t ua = na == b->n ? 1 : 0, ub = nb == b->n ? 1 : 0;
+            if (ua || ub) {
+                PAR_CHUNKS(ex->ws.threads, b->n,
+                           czv_binary(vop, A + lo * (uint64_t)ua, ua, B + lo * (uint64_t)ub,
+                                      ub, y + lo, len));
+                return CZ_OK;
+            }
+        }
+        /* rows of the broadcast: contiguous or single-valued inner operands */
+        if ((sa == 0 || sa == 1) && (sb == 0 || sb == 1) && (sa || sb) && inner >= 8) {
+            int nt = ex->ws.threads > 1 && b->n >= PAR_MIN ? ex->ws.threads : 1;
+            if (nt == 1) {
+                for (uint64_t o = 0; o < b->outer; o++) {
+                    czv_binary(vop, A + off[0], sa, B + off[1], sb, y + o * inner, inner);
+                    cz_bcast_next(b, idx, off);
+                }
+                return CZ_OK;
+            }
+            /* per-row offsets from the strides (any row order) */
+            int64_t outer = (int64_t)b->outer;
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int64_t o = 0; o < outer; o++) {
+                int64_t rem = o, oa = 0, ob = 0;
+                for (int d = b->r - 2; d >= 0; d--) {
+                    int64_t q = rem % b->shape[d];
+                    rem /= b->shape[d];
+                    oa += q * b->st[0][d];
+                    ob += q * b->st[1][d];
+                }
+                czv_binary(vop, A + oa, sa, B + ob, sb, y + (uint64_t)o * inner, inner);
+            }
+            return CZ_OK;
+        }
+    }
     for (uint64_t o = 0; o < b->outer; o++) {
         const float *a = A + off[0], *c = B + off[1];
         if (cmp) {

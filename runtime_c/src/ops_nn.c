@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "graph.h"
+#include "kernels/kint.h"   /* czk_gemm_f32: k-major B without a transpose (MatMul) */
 #include "ops_util.h"
+#include "ops_vec.h"
 
 #define FAILS(...) return cz_ex_fail(ex, CZ_ERR_SHAPE, __VA_ARGS__)
 
@@ -202,43 +204,59 @@ static cz_status op_matmul(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
     if ((st = cz_ex_getf(ex, B, "B", &b))) return st;
     if ((st = cz_ex_alloc(ex, out[0], CZ_F32, r, os))) return st;
     float *y = out[0]->data;
-    int b_shared = 1;
-    for (int d = 0; d < bb.r; d++) b_shared &= bb.st[1][d] == 0;
-    cz_form f;
-    if (b_shared) {
-        /* one weight for every batch: rows of all A batches in one product */
-        int a_full = 1;
-        for (int d = 0; d < bb.r; d++) a_full &= bb.st[0][d] != 0 || bb.shape[d] == 1;
-        float *bt = transpose2(ex, b, K, N);
-        if (!bt) return cz_ex_fail(ex, CZ_ERR_MEMORY, "out of memory");
-        dense_form(&f, bt, N, K);
-        if (a_full) return linear(ex, &f, (int64_t)bb.n * M, a, NULL, y);
+    if (M == 0 || N == 0 || bb.n == 0) return CZ_OK;
+    if (K == 0) {
+        memset(y, 0, 4 * (size_t)(bb.n * (uint64_t)(M * N)));
+        return CZ_OK;
     }
-    int64_t idx[CZ_MAX_NDIM] = {0}, off[2] = {0, 0};
-    float *bt = NULL;
-    if (!b_shared) {
-        bt = cz_ex_scratch(ex, 4 * (uint64_t)K * (uint64_t)N);
-        if (!bt) return cz_ex_fail(ex, CZ_ERR_MEMORY, "out of memory");
-        dense_form(&f, bt, N, K);
+    /* B is used in its own (k-major, K x N) layout: czk_gemm_f32(bkm = 1), no transpose */
+    int b_shared = 1, a_full = 1;
+    for (int d = 0; d < bb.r; d++) {
+        b_shared &= bb.st[1][d] == 0;
+        a_full &= bb.st[0][d] != 0 || bb.shape[d] == 1;
     }
-    for (uint64_t t = 0; t < bb.n; t++) {
-        if (!b_shared) {
-            const float *bp = b + off[1] * K * N;
-            for (int64_t i = 0; i < K; i++)
-                for (int64_t j = 0; j < N; j++) bt[j * K + i] = bp[i * N + j];
+    if (b_shared && a_full) {   /* one weight for every batch: all A rows in one product */
+        st = czk_gemm_f32((int64_t)bb.n * M, N, K, a, K, b, N, 1, y, N, 1, NULL, NULL, 0,
+                          &ex->ws);
+        if (st) return cz_ex_fail(ex, st, "kernel failed (%s)", cz_status_name(st));
+        return CZ_OK;
+    }
+    /* batched: one product per batch entry; batches split over threads (each with its own
+     * scratch arena, one thread inside) when there are several and enough work */
+    int64_t nbt = (int64_t)bb.n;
+    double work = (double)M * (double)N * (double)K;
+    int nt = ex->ws.threads;
+    if (nt > nbt) nt = (int)nbt;
+    if (nt < 1 || work * (double)nbt < 2e5) nt = 1;
+    cz_status fail = CZ_OK;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        cz_ws child;
+        cz_ws *ws = &ex->ws;
+        if (nt > 1) {
+            cz_arena_init(&child.arena, ex->alloc, 0);
+            child.threads = 1;
+            ws = &child;
         }
-        if ((st = linear(ex, &f, M, a + off[0] * M * K, NULL, y + t * (uint64_t)(M * N))))
-            return st;
-        for (int d = bb.r - 1; d >= 0; d--) {
-            idx[d]++;
-            off[0] += bb.st[0][d];
-            off[1] += bb.st[1][d];
-            if (idx[d] < bb.shape[d]) break;
-            off[0] -= bb.st[0][d] * bb.shape[d];
-            off[1] -= bb.st[1][d] * bb.shape[d];
-            idx[d] = 0;
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < nbt; t++) {
+            int64_t rem = t, oa = 0, ob = 0;
+            for (int d = bb.r - 1; d >= 0; d--) {
+                int64_t q = rem % bb.shape[d];
+                rem /= bb.shape[d];
+                oa += q * bb.st[0][d];
+                ob += q * bb.st[1][d];
+            }
+            cz_status s2 = czk_gemm_f32(M, N, K, a + oa * M * K, K, b + ob * K * N, N, 1,
+                                        y + t * M * N, N, 1, NULL, NULL, 0, ws);
+            if (s2) {
+#pragma omp critical(cz_matmul_fail)
+                fail = s2;
+            }
+            if (nt > 1) cz_arena_free_all(&child.arena);
         }
     }
+    if (fail) return cz_ex_fail(ex, fail, "kernel failed (%s)", cz_status_name(fail));
     return CZ_OK;
 }
 
@@ -456,6 +474,26 @@ static cz_status op_pool(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **ou
         }
     int nt = ex->ws.threads;
     if ((double)planes * (double)(o[0] * o[1]) * (double)(k[0] * k[1]) < 2e5) nt = 1;
+    if (ismax && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && d[0] == 1 &&
+        d[1] == 1 && pb[0] == 0 && pb[1] == 0 && 2 * o[0] <= H && 2 * o[1] <= Wd) {
+        /* the common 2x2 / stride 2 window fully inside the input: no bounds, no tables */
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t pl = 0; pl < planes; pl++) {
+            const float *xp = x + pl * H * Wd;
+            float *yp = y + pl * o[0] * o[1];
+            for (int64_t oy = 0; oy < o[0]; oy++) {
+                const float *r0 = xp + 2 * oy * Wd, *r1 = r0 + Wd;
+                float *yr = yp + oy * o[1];
+                for (int64_t ox = 0; ox < o[1]; ox++) {
+                    float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], e = r1[2 * ox + 1];
+                    float m1 = a > b ? a : b, m2 = c > e ? c : e, m = m1 > m2 ? m1 : m2;
+                    /* NaN propagates, as np.maximum */
+                    yr[ox] = (a != a || b != b || c != c || e != e) ? NAN : m;
+                }
+            }
+        }
+        return CZ_OK;
+    }
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * H * Wd;
@@ -571,9 +609,16 @@ static cz_status op_softmax(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt *
     uint64_t outer = 1, inner = 1, n = (uint64_t)X->shape[ax];
     for (int d = 0; d < ax; d++) outer *= (uint64_t)X->shape[d];
     for (int d = ax + 1; d < X->ndim; d++) inner *= (uint64_t)X->shape[d];
+    float *y = out[0]->data;
+    if (inner == 1 && n > 0) {   /* softmax over the last axis: contiguous rows */
+        int nt = ex->ws.threads > 1 && outer * n >= 32768 && outer > 1 ? ex->ws.threads : 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t o = 0; o < (int64_t)outer; o++)
+            czv_softmax_row(x + (uint64_t)o * n, y + (uint64_t)o * n, n);
+        return CZ_OK;
+    }
     double *e = cz_ex_scratch(ex, 8 * (n + 1));
     if (!e) return cz_ex_fail(ex, CZ_ERR_MEMORY, "out of memory");
-    float *y = out[0]->data;
     for (uint64_t o = 0; o < outer; o++)
         for (uint64_t i = 0; i < inner; i++) {
             const float *xp = x + o * n * inner + i;
@@ -634,6 +679,20 @@ static cz_status op_layernorm(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt
     if ((st = cz_ex_alloc(ex, out[0], CZ_F32, X->ndim, X->shape))) return st;
     double eps = (float)nd->attr[A_LN_EPSILON].f;
     float *y = out[0]->data;
+    float *scf = inner ? cz_ex_scratch(ex, 4 * (inner + (bi ? inner : 0))) : NULL;
+    if (scf) {   /* vectorised rows (f32 arithmetic, statistics in double) */
+        float *bif = bi ? scf + inner : NULL;
+        for (uint64_t i = 0; i < inner; i++) {
+            scf[i] = (float)sc[i];
+            if (bif) bif[i] = (float)bi[i];
+        }
+        int nt = ex->ws.threads > 1 && outer * inner >= 65536 && outer > 1 ? ex->ws.threads : 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t o = 0; o < (int64_t)outer; o++)
+            czv_layernorm_row(x + (uint64_t)o * inner, y + (uint64_t)o * inner, inner, scf, bif,
+                              eps);
+        return CZ_OK;
+    }
     for (uint64_t o = 0; o < outer; o++) {
         const float *xp = x + o * inner;
         double mean = 0, var = 0;

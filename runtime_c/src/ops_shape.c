@@ -153,7 +153,9 @@ void cz_gather_strided(const uint8_t *x, uint8_t *y, int r, const int64_t *oshap
     uint64_t outer = n / (uint64_t)inner;
     for (uint64_t o = 0; o < outer; o++) {
         const uint8_t *src = x + off * (int64_t)es;
-        if (es == 4)
+        if (sl == 1)
+            memcpy(y, src, (size_t)inner * es);
+        else if (es == 4)
             for (int64_t i = 0; i < inner; i++)
                 ((uint32_t *)y)[i] = *(const uint32_t *)(src + i * sl * 4);
         else
