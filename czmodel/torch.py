@@ -16,3 +16,10 @@ def load(path: str, **kw: Any) -> Any:
     from czconvert.torch_weights import load as _load
     return _load(path, **kw)
 
+
+
+def compress_module(module: Any, config: Any = None, **kw: Any) -> Any:
+    """Swap every nn.Linear/nn.Conv2d the config compresses for a module that keeps the
+    compressed weight and runs czmodel's kernels on it (inference only)."""
+    from czconvert.torch_modules import compress_module as _cm
+    return _cm(module, config, **kw)

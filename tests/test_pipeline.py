@@ -157,3 +157,21 @@ def test_plots_are_written(tmp_path):
     for p in paths:
         with open(p, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("q", [{"method": "kmeans", "bits": 5},
+                               {"method": "kmeans", "bits": 4, "per_channel": True},
+                               {"method": "affine", "bits": 8, "per_channel": True}, None])
+def test_light_pruning_is_applied_and_stored_dense(tmp_path, q):
+    """30% pruning is too light for sparse storage, but the pruned weights must still be
+    exactly zero in the file (it used to be silently dropped)."""
+    w = laplace((32, 64), 7)
+    cfg = {"default": {"prune": {"sparsity": 0.3}, "quantize": q}}
+    save(tmp_path / "l.cz", {"w": w}, cfg)
+    with czmodel.open(tmp_path / "l.cz") as f:
+        wh = f["w"]
+        enc = f.info()[0]["encoding"]
+    assert not enc.startswith("relidx")
+    zeros = wh == 0
+    assert abs(zeros.mean() - 0.3) < 0.01
+    assert np.abs(w[zeros]).max() <= np.abs(w[~zeros]).min() + 1e-6

@@ -558,8 +558,9 @@ def _shape_info(model: onnx.ModelProto) -> tuple[dict, dict]:
         if tt.elem_type in ONNX_TO_DTYPE:
             dtypes[vi.name] = ONNX_TO_DTYPE[tt.elem_type]
         if tt.HasField("shape"):
-            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None
-                               for d in tt.shape.dim]
+            # a negative dim_value (Paddle2ONNX writes -1 for a dynamic dim) is unknown
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0
+                               else None for d in tt.shape.dim]
     return shapes, dtypes
 
 
@@ -579,7 +580,7 @@ def _value_info(vi: onnx.ValueInfoProto, where: str, *, strict: bool) -> ValueIn
         return ValueInfo(vi.name, dt, [])
     dims: list[int | str] = []
     for k, d in enumerate(tt.shape.dim):
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:    # -1: dynamic (Paddle2ONNX)
             dims.append(int(d.dim_value))
         elif d.dim_param:
             dims.append(d.dim_param)

@@ -133,11 +133,28 @@ def compress_tensor(name: str, w: np.ndarray, spec: Any, op_type: str | None = N
         blocks = w2.reshape(rows // bh, bh, -1, bw).transpose(0, 2, 1, 3)[bm].reshape(-1)
         node = E.block(bm, _quantize(blocks, q, shape=blocks.shape, allow_per_channel=False),
                        bh=bh, bw=bw, shape=w.shape)
+    elif mask.size and mask.mean() > _SPARSE_DENSITY_MAX:
+        # Lightly pruned: sparse storage would be larger than dense, so store the pruned
+        # tensor densely; the pruned weights stay exactly zero (k-means reserves a zero
+        # centroid under a mask; affine codes represent 0 exactly).
+        node = _quantize_pruned_dense(np.where(mask, w, np.float32(0)), mask, q)
     else:
         vals = w.reshape(-1)[mask.reshape(-1)]
         node = E.relidx(mask, _quantize(vals, q, shape=vals.shape, allow_per_channel=False),
                         gap_bits=_gap_bits(spec))
     return _finish(TensorResult(name, w.shape, op_type, spec, node, int(mask.sum())), spec)
+
+
+def _quantize_pruned_dense(w: np.ndarray, mask: np.ndarray, q: dict | None) -> Node:
+    from czmodel.compress import kmeans as K
+
+    if q and q.get("method") == "kmeans":
+        per_channel = bool(q.get("per_channel", False)) and w.ndim >= 1
+        idx, cent = K.share_weights(w, int(q.get("bits", 8)), mask=mask,
+                                    per_channel=per_channel, init=q.get("init", "linear"))
+        return E.codebook(idx, cent, bits=int(q.get("bits", 8)),
+                          axis=0 if per_channel else None)
+    return _quantize(w, q, shape=w.shape, allow_per_channel=True)
 
 
 def _gap_bits(spec: Any) -> int | None:
@@ -163,8 +180,6 @@ def _prune_mask(w: np.ndarray, p: dict | None) -> np.ndarray | None:
         mask = P.magnitude_mask(w, float(p.get("sparsity", 0.0)), gran, **kw)
     if gran not in ("nm", "block"):
         mask &= w != 0                      # already-zero weights are never stored
-        if mask.mean() > _SPARSE_DENSITY_MAX if mask.size else False:
-            return None                     # too dense: sparse storage would be larger
     return mask
 
 
