@@ -57,3 +57,22 @@ def test_info_report(tmp_path, capsys):
     assert "weight bits (P+Q+H)" in out and "total" in out
     assert main(["info", str(tmp_path / "r.cz"), "--markdown"]) == 0
     assert "| layer |" in capsys.readouterr().out
+
+
+def test_bench_against_onnxruntime(tmp_path, capsys):
+    """cz bench times our runtime and ORT on the exported original, and checks outputs."""
+    from czconvert import cz_to_onnx
+    from czmodel.compress.pipeline import save
+    from czmodel.demo import DEMO_CONFIG, lenet300_graph, load_demo_model
+
+    w = {k: v for k, v in load_demo_model().items() if k.startswith("fc")}
+    save(tmp_path / "m.cz", w, DEMO_CONFIG, graph=lenet300_graph())
+    cz_to_onnx(str(tmp_path / "m.cz"), str(tmp_path / "m.onnx"))
+    assert main(["bench", str(tmp_path / "m.cz"), "--vs", str(tmp_path / "m.onnx"),
+                 "--seconds", "0.2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["cosine_vs_ort"] > 0.9999 and r["ratio_vs_ort"] > 0
+    assert set(r["timing"]) == {"czmodel", "onnxruntime"}
+    assert r["timing"]["czmodel"]["samples"] >= 5
+    assert main(["bench", str(tmp_path / "m.cz"), "--seconds", "0.1"]) == 0
+    assert "median us" in capsys.readouterr().out

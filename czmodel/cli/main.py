@@ -54,6 +54,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from czmodel.cli.bench import render, run_bench
+
+    r = run_bench(args.model, args.vs, args.threads, args.batch, args.seq, args.seconds,
+                  args.backend)
+    print(json.dumps(r, indent=2) if args.json else render(r))
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from czmodel.demo import run_demo
 
@@ -78,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: cz verify model.cz  (exit 0 when sound)")
     s.add_argument("file")
     s.set_defaults(func=_cmd_verify)
+    s = sub.add_parser("bench", help="latency, throughput and memory of a .cz model",
+                       epilog="example: cz bench model.cz --vs model.onnx --threads 1")
+    s.add_argument("model")
+    s.add_argument("--vs", metavar="ORIGINAL.onnx", help="also time ONNX Runtime on this file")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--batch", type=int, default=1, help="value of the first symbolic dim")
+    s.add_argument("--seq", type=int, default=12, help="value of other symbolic dims")
+    s.add_argument("--seconds", type=float, default=2.0, help="timing budget")
+    s.add_argument("--backend", default="auto", choices=["auto", "c", "numba", "reference"])
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_cmd_bench)
     s = sub.add_parser("demo", help="compress the bundled model, run it, print the report",
                        epilog="example: cz demo -o /tmp/demo.cz")
     s.add_argument("-o", "--output", default=None, help="where to write the .cz "
