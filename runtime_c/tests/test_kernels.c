@@ -187,6 +187,40 @@ static cz_form *mk_sum(int64_t rows, int64_t cols, int n, int depth) {
     for (int i = 0; i < n; i++) f->u.sum.terms[i] = mk_any(rows, cols, depth + 1);
     return f;
 }
+/* frees a form built by the mk_* helpers and everything under it (LeakSanitizer runs the
+ * tests under `make asan`), including the u16 column cache czk_relidx_prepare allocated
+ * from the default allocator (the test forms have val_ptr[0] == 0, so it is the pointer) */
+static void free_form(cz_form *f) {
+    if (!f) return;
+    switch (f->kind) {
+    case CZ_FORM_DENSE: free((void *)f->u.dense.w); break;
+    case CZ_FORM_RELIDX:
+        free((void *)f->u.relidx.gaps); free((void *)f->u.relidx.gap_ptr);
+        free((void *)f->u.relidx.val_ptr); free((void *)f->u.relidx.idx);
+        free((void *)f->u.relidx.lut); free((void *)f->u.relidx.vals);
+        if (f->relidx_col16) cz_mem_free(cz_default_allocator(), (void *)f->relidx_col16);
+        break;
+    case CZ_FORM_CODEBOOK: free((void *)f->u.codebook.idx); free((void *)f->u.codebook.lut); break;
+    case CZ_FORM_AFFINE:
+        free((void *)f->u.affine.q); free((void *)f->u.affine.scale); free((void *)f->u.affine.zp);
+        break;
+    case CZ_FORM_NM:
+        free((void *)f->u.nm.pos); free((void *)f->u.nm.idx); free((void *)f->u.nm.lut);
+        free((void *)f->u.nm.vals);
+        break;
+    case CZ_FORM_SVD: free_form((cz_form *)f->u.svd.u); free_form((cz_form *)f->u.svd.v); break;
+    case CZ_FORM_SUM:
+        for (int i = 0; i < f->u.sum.n; i++) free_form((cz_form *)f->u.sum.terms[i]);
+        free((void *)f->u.sum.terms);
+        break;
+    case CZ_FORM_TUCKER2:
+        free_form((cz_form *)f->u.tucker2.first); free_form((cz_form *)f->u.tucker2.core);
+        free_form((cz_form *)f->u.tucker2.last);
+        break;
+    default: break;
+    }
+    free(f);
+}
 static const int KS[] = {2, 3, 5, 8, 16, 17, 32, 33, 100, 256};
 static cz_form *mk_any(int64_t rows, int64_t cols, int depth) {
     int t = irand(0, depth >= 1 ? 4 : 6);
@@ -294,18 +328,23 @@ static void test_forms(void) {
             fs[nf++] = mk_svd(R, C, irand(0, 6), 0);
             if (R > 0) {   /* SVD with an int8 V (fed the exact input) */
                 cz_form *sv = mk_svd(R, C, 3, 0);
+                free_form(sv->u.svd.v);
                 sv->u.svd.v = mk_affine(3, C, 8, 1, 0, 0);
                 fs[nf++] = sv;
             }
             fs[nf++] = mk_sum(R, C, 2, 0);
             fs[nf++] = mk_any(R, C, 0);
-            if (C % 4 == 0) fs[nf - 1] = mk_nm(R, C, irand(1, 4), 4, irand(0, 1), KS[irand(0, 9)]);
+            if (C % 4 == 0) {
+                free_form(fs[nf - 1]);
+                fs[nf - 1] = mk_nm(R, C, irand(1, 4), 4, irand(0, 1), KS[irand(0, 9)]);
+            }
             for (int i = 0; i < nf; i++)
                 for (int b = 0; b < 4; b++) {
                     snprintf(ctx, sizeof ctx, "linear kind=%d %lldx%lld batch=%lld", fs[i]->kind,
                              (long long)R, (long long)C, (long long)BATCHES[b]);
                     check_linear(fs[i], BATCHES[b], ctx);
                 }
+            for (int i = 0; i < nf; i++) free_form(fs[i]);
         }
     }
     /* TUCKER2 is not a linear */
@@ -315,6 +354,7 @@ static void test_forms(void) {
     if (czk_linear(t, 1, x, 4, NULL, y, 4, &g_ws) != CZ_ERR_PARAM) {
         fprintf(stderr, "FAIL tucker2 linear not PARAM\n"); g_fail++;
     }
+    free_form(t);
 }
 
 static void test_gemm(void) {
@@ -341,7 +381,46 @@ static void test_gemm(void) {
     }
 }
 
-/* k-major B read in place by the GEMM (64-byte aligned, ldb = odd multiple of 16 floats) */
+/* RELIDX at batch > 1 over every block width: the AXPY runs ceil(nb / VW) vectors (1..8)
+ * per batch block, for VW = 4 / 8 / 16, on both X paths -- rows transposed into scratch, and
+ * columns used in place (64-byte aligned, ld a multiple of 16). The column X is allocated to
+ * its exact extent ((C - 1) * ld + n floats), so ASan flags any vector read past the last
+ * column (the dispatch once rounded 3 vectors up to 4 and 5..7 up to 8). */
+static void test_relidx_batches(void) {
+    static const int64_t NS[] = {2, 4, 8, 12, 13, 16, 20, 24, 28, 32, 40, 45, 48, 56, 64,
+                                 80, 96, 100, 112, 128, 144};
+    char ctx[128];
+    for (int cb = 0; cb < 2; cb++)
+        for (size_t k = 0; k < sizeof NS / sizeof NS[0]; k++) {
+            int64_t R = 9, C = 37, n = NS[k], ld = (n + 15) / 16 * 16;
+            cz_form *f = mk_relidx(R, C, 0.4, irand(2, 8), cb, KS[irand(0, 9)]);
+            float *xr = frandv(n * C);   /* rows: n x C */
+            size_t xcn = (size_t)((C - 1) * ld + n);
+            float *xc = NULL;
+            if (posix_memalign((void **)&xc, 64, xcn * 4)) { fprintf(stderr, "oom\n"); exit(2); }
+            for (size_t i = 0; i < xcn; i++) xc[i] = 0.f;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t c = 0; c < C; c++) xc[c * ld + i] = xr[i * C + c];
+            float *b = frandv(R), *y = xalloc((size_t)(R * n) * 4), *yr = xalloc((size_t)(R * n) * 4);
+            czk_op_ref(f, 0, R, n, xr, C, 1, b, yr, 1, n, 0);
+            snprintf(ctx, sizeof ctx, "relidx rows cb=%d n=%lld", cb, (long long)n);
+            czk_op(f, 0, R, n, xr, C, 1, b, y, 1, n, 0, &g_ws);
+            close_arrays(y, yr, R * n, 1e-4, 1e-5, ctx);
+            cz_arena_free_all(&g_ws.arena);
+            snprintf(ctx, sizeof ctx, "relidx cols in place cb=%d n=%lld ld=%lld", cb, (long long)n,
+                     (long long)ld);
+            memset(y, 0, (size_t)(R * n) * 4);
+            czk_op(f, 0, R, n, xc, 1, ld, b, y, 1, n, 0, &g_ws);
+            close_arrays(y, yr, R * n, 1e-4, 1e-5, ctx);
+            cz_arena_free_all(&g_ws.arena);
+            free(xr); free(xc); free(b); free(y); free(yr);
+            free_form(f);
+        }
+}
+
+/* k-major B read in place by the GEMM (64-byte aligned, ldb = odd multiple of 16 floats).
+ * B is allocated to its exact extent ((K - 1) * ldb + N floats): ASan flags a read of the
+ * last row's padding (the partial last panel must be packed, not read in place). */
 static void test_gemm_inplace(void) {
     char ctx[128];
     for (int it = 0; it < 20; it++) {
@@ -350,8 +429,10 @@ static void test_gemm_inplace(void) {
         if ((ldb / 16) % 2 == 0) ldb += 16;
         int acc = irand(0, 1);
         float *A = frandv(M * K);
-        float *B = aligned_alloc(64, (size_t)(K * ldb * 4 + 64) / 64 * 64);
-        for (int64_t i = 0; i < K * ldb; i++) B[i] = frand();
+        float *B = NULL;
+        size_t bn_ = (size_t)((K - 1) * ldb + N);
+        if (posix_memalign((void **)&B, 64, bn_ * 4)) { fprintf(stderr, "oom\n"); exit(2); }
+        for (size_t i = 0; i < bn_; i++) B[i] = frand();
         float *bm = irand(0, 1) ? frandv(M) : NULL;
         float *C1 = frandv(M * N), *C2 = xalloc((size_t)(M * N) * 4);
         memcpy(C2, C1, (size_t)(M * N) * 4);
@@ -391,6 +472,7 @@ static void test_int8_exact(void) {
             cz_arena_free_all(&g_ws.arena);
         }
         free(xq); free(a); free(b);
+        free_form(f);
     }
     /* quantization: round half to even, clamp */
     float xv[4] = {127.f, 0.5f, 1.5f, -2.5f};
@@ -439,7 +521,10 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
     case 1: f = mk_relidx(oc, K, 0.2, irand(2, 8), 1, 32); break;
     case 2: f = mk_codebook(oc, K, 16, 1); break;
     case 3: f = mk_affine(oc, K, 8, 1, 0, 0); break;
-    case 4: f = mk_nm(oc, K, 1, 1, 0, 0); if (K % 4 == 0) f = mk_nm(oc, K, 2, 4, 1, 8); break;
+    case 4:
+        f = mk_nm(oc, K, 1, 1, 0, 0);
+        if (K % 4 == 0) { free_form(f); f = mk_nm(oc, K, 2, 4, 1, 8); }
+        break;
     case 5: f = mk_svd(oc, K, 3, 0); break;
     case 6: f = mk_affine(oc, K, 4, 2, 7, 1); break;
     default: { /* tucker2 (group 1) */
@@ -473,6 +558,7 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
     }
     cz_arena_free_all(&g_ws.arena);
     free(x); free(b); free(y); free(yn); free(yr); free(W);
+    free_form(f);
 }
 
 static void test_conv(void) {
@@ -517,6 +603,7 @@ int main(int argc, char **argv) {
             test_gemm();
             test_gemm_inplace();
             test_forms();
+            test_relidx_batches();
             test_conv();
             test_int8_exact();
             printf("%-20s checks=%d failures=%d\n", what, g_checks - c0, g_fail - f0);

@@ -19,7 +19,8 @@
  * the streaming GEMV. Packing n-major B would be a scalar transpose costing as much as
  * the FMAs at batch 32. k-major B (conv im2col columns) uses the packed micro-kernel; when
  * it is already panel-shaped (aligned, ldb a multiple of NR and an odd number of 16-float
- * lines, padded past N) the micro-kernel reads it in place with k-stride ldb, no packing.
+ * lines) the micro-kernel reads its full NR-wide panels in place with k-stride ldb, no
+ * packing (a partial last panel is packed: no read past column N of any row).
  * Threads: over column blocks of B when M*N*K is large.
  */
 #include <stdlib.h>
@@ -234,24 +235,38 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         /* k-major B already laid out like panels (conv im2col columns, 16-float-aligned rows
          * of an odd number of 64-byte lines so consecutive k spread over all L1 sets): the
          * micro-kernel reads it in place with k-stride ldb, no packing. Panel-outer: the
-         * KC x NR panel stays in L1 while the MR-row slices of A stream past it. Columns past
-         * N in the last panel read row padding and are discarded. */
-        float *zr = czk_scratch(ws, KC * sizeof(float));
+         * KC x NR panel stays in L1 while the MR-row slices of A stream past it. A partial
+         * last panel (N % NR != 0) is packed, zero padded, into a per-thread KC x NR buffer
+         * instead: read in place it would load columns N .. NR-1 of every row, and B's last
+         * row may end at column N (a caller's strided X), so that read ran past the buffer. */
+        float *zr = czk_scratch(ws, ((size_t)KC + (size_t)nt * KC * NR) * sizeof(float));
         if (!zr) return CZ_ERR_MEMORY;
         memset(zr, 0, KC * sizeof(float));
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
         for (int64_t jb = 0; jb < nblk; jb++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *pp = zr + KC + (size_t)tid * KC * NR;   /* 64-byte aligned: KC*4 = 1 KB */
             int64_t j0 = jb * NCB, nc = N - j0 < NCB ? N - j0 : NCB;
             for (int64_t k0 = 0; k0 < K; k0 += KC) {
                 int64_t kc = K - k0 < KC ? K - k0 : KC;
                 int last = k0 + kc >= K;
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? (int)(nc - jr) : NR;
+                    const float *bp = B + k0 * ldb + j0 + jr;
+                    int64_t bs = ldb;
+                    if (nr < NR) {
+                        pack_b(B, ldb, 1, N, j0 + jr, nr, k0, kc, NR, pp);
+                        bp = pp;
+                        bs = NR;
+                    }
                     for (int64_t m0 = 0; m0 < M; m0 += MR) {
                         int mr = M - m0 < MR ? (int)(M - m0) : MR;
                         const float *ap[16];
                         for (int i = 0; i < MR; i++) ap[i] = i < mr ? A + (m0 + i) * lda + k0 : zr;
-                        uk(kc, ap, B + k0 * ldb + j0 + jr, ldb, C + m0 * csm + (j0 + jr) * csn,
+                        uk(kc, ap, bp, bs, C + m0 * csm + (j0 + jr) * csn,
                            csm, csn, mr, nr, acc || k0 > 0, last && bias_m ? bias_m + m0 : NULL,
                            last && bias_n ? bias_n + j0 + jr : NULL);
                     }

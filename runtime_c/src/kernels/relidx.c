@@ -229,6 +229,14 @@ cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned) {
 /* ---- batch > 1: AXPY over batch blocks ------------------------------------------------- */
 /* One ISA instance: rows [ra, rb), batch columns [0, nb) of xt (ld = ldt, zero padded to a
  * multiple of VW), NV = ceil(nb / VW) <= 8 vectors. */
+/* one case of the exact NV dispatch in axpy_rows_* (value kind in the low bit) */
+#define RELIDX_CASE(SFX, N)                                                                   \
+    case 2 * N:                                                                               \
+        axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, N, 0);               \
+        break;                                                                                \
+    case 2 * N + 1:                                                                           \
+        axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, N, 1);               \
+        break;
 #define DEF_RELIDX_ISA(SFX, ATTR, VW)                                                         \
     typedef float rv_##SFX __attribute__((vector_size(VW * 4)));                              \
     typedef float rvu_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                 \
@@ -295,18 +303,18 @@ cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned) {
     ATTR static void axpy_rows_##SFX(const cz_form *w, int64_t ra, int64_t rb, int64_t r0,   \
                                      const float *xt, int64_t ldt, int nb, const float *bias, \
                                      float *y, int64_t ys_n, int64_t ys_r, int acc) {         \
+        /* NV is exactly ceil(nb / VW), never rounded up: each column of xt holds only      \
+         * ceil(nb / VW) * VW readable floats from the block start (XT scratch is padded to   \
+         * npad, an in-place x only guarantees nfull), so NV = 4 for nv = 3 or NV = 8 for     \
+         * nv = 5..7 read past the last column of the scratch / of the caller's x (and did    \
+         * wasted FMAs on every other one).                                                   \
+         */                                                                                   \
         int nv = (nb + VW - 1) / VW;                                                          \
         int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;                                       \
         switch (nv * 2 + cb) {                                                                \
-        case 2: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 1, 0); break; \
-        case 3: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 1, 1); break; \
-        case 4: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 2, 0); break; \
-        case 5: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 2, 1); break; \
-        case 6: case 8: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 4, 0); break; \
-        case 7: case 9: axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 4, 1); break; \
-        default:                                                                              \
-            if (cb) axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 8, 1);   \
-            else axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, 8, 0);      \
+        RELIDX_CASE(SFX, 1) RELIDX_CASE(SFX, 2) RELIDX_CASE(SFX, 3) RELIDX_CASE(SFX, 4)       \
+        RELIDX_CASE(SFX, 5) RELIDX_CASE(SFX, 6) RELIDX_CASE(SFX, 7) RELIDX_CASE(SFX, 8)       \
+        default: break; /* nb <= 8 * VW by construction */                                   \
         }                                                                                     \
     }
 
@@ -315,6 +323,7 @@ DEF_RELIDX_ISA(port, , 4)
 DEF_RELIDX_ISA(avx2, CZK_T_AVX2, 8)
 DEF_RELIDX_ISA(avx512, CZK_T_AVX512, 16)
 #endif
+#undef RELIDX_CASE
 
 typedef void (*axpy_fn)(const cz_form *, int64_t, int64_t, int64_t, const float *, int64_t,
                         int, const float *, float *, int64_t, int64_t, int);
