@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -25,64 +26,23 @@ ROOT = os.path.dirname(PKG_DIR)
 RUNTIME = os.path.join(ROOT, "runtime_c")
 MODULE = "czmodel._cz_c"
 
-# The public API of runtime_c/include/cz.h (CZ_MAX_NDIM = 16).
-CDEF = """
-typedef enum {
-    CZ_OK = 0, CZ_ERR_FORMAT = 100, CZ_ERR_CORRUPT = 200, CZ_ERR_CHECKSUM = 201,
-    CZ_ERR_UNSUPPORTED = 300, CZ_ERR_LIMIT = 400, CZ_ERR_PARAM = 500, CZ_ERR_SHAPE = 501,
-    CZ_ERR_NOT_FOUND = 502, CZ_ERR_MEMORY = 600, CZ_ERR_IO = 700
-} cz_status;
-const char *cz_status_name(cz_status status);
-typedef enum {
-    CZ_F32 = 1, CZ_F16 = 2, CZ_F64 = 3, CZ_I64 = 4, CZ_I32 = 5, CZ_I16 = 6, CZ_I8 = 7,
-    CZ_U8 = 8, CZ_U16 = 9, CZ_U32 = 10, CZ_BOOL = 11
-} cz_dtype;
-size_t cz_dtype_size(cz_dtype dtype);
-typedef struct {
-    void *(*alloc)(void *ctx, size_t size, size_t align);
-    void (*free)(void *ctx, void *ptr);
-    void *ctx;
-} cz_allocator;
-typedef struct {
-    const cz_allocator *allocator;
-    uint64_t max_tensor_bytes;
-    int threads;
-} cz_options;
-typedef struct cz_model cz_model;
-cz_status cz_open_file(const char *path, const cz_options *options, cz_model **out,
-                       char *err, size_t errlen);
-cz_status cz_open_memory(const void *data, size_t size, const cz_options *options,
-                         cz_model **out, char *err, size_t errlen);
-void cz_close(cz_model *model);
-cz_status cz_verify(const cz_model *model, char *err, size_t errlen);
-typedef struct {
-    const char *name;
-    cz_dtype dtype;
-    int ndim;
-    int64_t shape[16];
-} cz_info;
-int cz_tensor_count(const cz_model *model);
-cz_status cz_tensor_info(const cz_model *model, int index, cz_info *out);
-cz_status cz_tensor_read(const cz_model *model, const char *name, void *out, size_t bytes,
-                         char *err, size_t errlen);
-cz_status cz_tensor_resident_bytes(const cz_model *model, const char *name, uint64_t *out);
-int cz_input_count(const cz_model *model);
-int cz_output_count(const cz_model *model);
-cz_status cz_input_info(const cz_model *model, int index, cz_info *out);
-cz_status cz_output_info(const cz_model *model, int index, cz_info *out);
-typedef struct {
-    const char *name;
-    cz_dtype dtype;
-    int ndim;
-    int64_t shape[16];
-    void *data;
-    size_t bytes;
-} cz_tensor;
-cz_status cz_run(const cz_model *model, const cz_tensor *inputs, int n_inputs,
-                 cz_tensor *outputs, int n_outputs, char *err, size_t errlen);
-void cz_free(const cz_model *model, void *ptr);
-const char *cz_version(void);
-"""
+def cdef() -> str:
+    """The cffi declarations, taken from the public header itself (so they cannot drift):
+    comments, preprocessor lines and the C++ guard are dropped, CZ_* constants inlined."""
+    with open(os.path.join(RUNTIME, "include", "cz.h"), encoding="utf-8") as f:
+        text = f.read()
+    consts = dict(re.findall(r"#define\s+(CZ_[A-Z_]+)\s+(\d+)", text))
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    keep = []
+    for line in text.splitlines():
+        t = line.strip()
+        if t.startswith("#") or t in ('extern "C" {', "}"):
+            continue
+        keep.append(line)
+    out = "\n".join(keep)
+    for name, value in consts.items():
+        out = re.sub(rf"\b{name}\b", value, out)
+    return out
 
 
 def sources() -> list[str]:
@@ -106,7 +66,7 @@ def ffibuilder(absolute: bool = False) -> cffi.FFI:
         return os.path.relpath(path, ROOT)
 
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(cdef())
     ffi.set_source(
         MODULE, '#include "cz.h"\n',
         sources=[_rel(p) for p in sources()],
