@@ -56,10 +56,11 @@ typedef enum {
 
 typedef struct cz_mp {
     cz_mp_type type;
-    uint32_t len;                  /* STR/BIN bytes; ARRAY items; MAP pairs */
+    uint32_t len;                  /* STR/BIN bytes; ARRAY items; MAP pairs; INT: 1 when
+                                      the value was above INT64_MAX (v.i = INT64_MAX) */
     union {
         int b;
-        int64_t i;                 /* INT: values > INT64_MAX are rejected at parse */
+        int64_t i;                 /* INT: values > INT64_MAX saturate (len = 1) */
         double f;
         const char *s;             /* STR (NUL-terminated copy; may contain no NUL) / BIN */
         const struct cz_mp *items; /* ARRAY: len items; MAP: 2*len (key, value, ...) */

@@ -20,9 +20,13 @@ void cz_buf_free(const cz_model *m, cz_buf *b) {
 cz_status cz_section_check(const cz_model *m, uint32_t sec, const char *tensor,
                            const char *path, char *err, size_t errlen) {
     const cz_section *s = &m->sections[sec];
+#ifndef CZ_FUZZING   /* fuzz builds (make fuzz) skip it so mutated payloads reach the decoders */
     if (cz_crc32(0, m->bytes + s->off, (size_t)s->len) != s->crc)
         return cz_fail_at(err, errlen, CZ_ERR_CHECKSUM, tensor, path, (int64_t)s->off,
                           "checksum mismatch in section %u", sec);
+#else
+    (void)s; (void)tensor; (void)path; (void)err; (void)errlen;
+#endif
     return CZ_OK;
 }
 

@@ -301,6 +301,9 @@ static cz_status attr_scalar(const attr_spec *s, cz_attr_type base, const cz_mp 
         if (x->type != CZ_MP_INT)
             return cz_fail(err, errlen, CZ_ERR_FORMAT, "%s: attribute '%s' must be %s, got %s",
                            where, key, tn, type_name(x));
+        if (x->len)                /* msgpack uint above INT64_MAX (saturated by the parser) */
+            return cz_fail(err, errlen, CZ_ERR_FORMAT,
+                           "%s: attribute '%s' is outside the int64 range", where, key);
         if (s->has_min && x->v.i < s->min)
             return cz_fail(err, errlen, CZ_ERR_FORMAT,
                            "%s: attribute '%s' value %lld must be >= %lld", where, key,

@@ -1,9 +1,13 @@
 /* msgpack.c -- bounds-checked msgpack reader for the .cz header.
  *
  * Every container count is checked against the bytes that remain BEFORE anything is
- * allocated (an array item or a map pair needs at least 1 or 2 bytes), nesting is capped
+ * allocated (an array item or a map pair needs at least 1 or 2 bytes), less the bytes already
+ * promised to the items of the enclosing containers, so all item arrays together hold at
+ * most one node per input byte (at most 24x the input, plus strings), nesting is capped
  * at 64, ext types are rejected, strings must be valid UTF-8, map keys must be unique
- * strings and unsigned integers above INT64_MAX are rejected. Node memory comes from the
+ * strings. An unsigned integer above INT64_MAX is valid msgpack (and valid plain data in
+ * metadata/calibration): it parses as CZ_MP_INT saturated to INT64_MAX with len = 1, which
+ * every bounded header field rejects by its own limit. Node memory comes from the
  * arena, so it is bounded by a small multiple of the input length.
  */
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 
 typedef struct {
     const uint8_t *p, *end, *base;
+    uint64_t pending;              /* items promised by open containers, not yet started */
     cz_arena *ar;
     char *err;
     size_t errlen;
@@ -103,14 +108,22 @@ static cz_status parse_str(mp_in *in, cz_mp *out, uint64_t n, int is_bin) {
 static cz_status parse_container(mp_in *in, cz_mp *out, uint64_t n, int is_map, int depth) {
     uint64_t remain = (uint64_t)(in->end - in->p);
     uint64_t items = is_map ? 2 * n : n;
-    if (items > remain) return mp_fail(in, "container count exceeds the remaining bytes");
+    /* Every item still promised by this container AND by every open ancestor needs at least
+     * one byte of its own after this point. Checking the count against the bytes left over
+     * by the ancestors' promises (not against all remaining bytes) bounds the item arrays of
+     * the whole parse by the input length; a per-container check let each nesting level
+     * claim the same bytes again (64 levels x 24 bytes per item: ~1500x the header). */
+    if (in->pending > remain || items > remain - in->pending)
+        return mp_fail(in, "container count exceeds the remaining bytes");
     if (depth >= MP_MAX_DEPTH) return mp_fail(in, "nesting deeper than 64 levels");
     cz_mp *it = NULL;
     if (items) {
         it = cz_arena_alloc(in->ar, (size_t)items * sizeof(cz_mp), 8);
         if (!it) return cz_fail(in->err, in->errlen, CZ_ERR_MEMORY, "out of memory parsing header");
     }
+    in->pending += items;
     for (uint64_t i = 0; i < items; i++) {
+        in->pending--;             /* item i starts now: it consumes its own bytes */
         cz_status st = parse_obj(in, &it[i], depth + 1);
         if (st) return st;
         if (is_map && !(i & 1) && it[i].type != CZ_MP_STR) return mp_fail(in, "map key is not a str");
@@ -166,9 +179,9 @@ static cz_status parse_obj(mp_in *in, cz_mp *out, int depth) {
         return CZ_OK;
     }
     case 0xCC: case 0xCD: case 0xCE: case 0xCF:
-        if (v > (uint64_t)INT64_MAX) return mp_fail(in, "unsigned integer above INT64_MAX");
         out->type = CZ_MP_INT;
-        out->v.i = (int64_t)v;
+        out->len = v > (uint64_t)INT64_MAX;          /* 1: saturated (see the top) */
+        out->v.i = out->len ? INT64_MAX : (int64_t)v;
         return CZ_OK;
     case 0xD0: out->type = CZ_MP_INT; out->v.i = (int8_t)v; return CZ_OK;
     case 0xD1: out->type = CZ_MP_INT; out->v.i = (int16_t)v; return CZ_OK;
@@ -184,7 +197,7 @@ static cz_status parse_obj(mp_in *in, cz_mp *out, int depth) {
 cz_status cz_mp_parse(const uint8_t *buf, size_t len, cz_arena *ar, const cz_mp **root,
                       char *err, size_t errlen) {
     *root = NULL;
-    mp_in in = {buf, buf + len, buf, ar, err, errlen};
+    mp_in in = {buf, buf + len, buf, 0, ar, err, errlen};
     cz_mp *r = cz_arena_alloc(ar, sizeof(cz_mp), 8);
     if (!r) return cz_fail(err, errlen, CZ_ERR_MEMORY, "out of memory parsing header");
     if (len == 0) return cz_fail(err, errlen, CZ_ERR_FORMAT, "header is not valid msgpack: empty");
