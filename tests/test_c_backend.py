@@ -685,26 +685,35 @@ def test_threads_same_as_sequential(cb, tmp_path):
 
 
 def test_gil_released(cb, tmp_path):
-    """While one thread is inside cz_run, another thread keeps running Python code."""
+    """While one thread is inside cz_run, another thread keeps running Python code.
+
+    The spinner is known to be running before the runs start, and the runs last ~0.3 s, so
+    a busy machine cannot make this flaky (it used to fail when the spinner had not been
+    scheduled yet during one short run)."""
     p, _ = lenet5(tmp_path)
     m = cb.CModel(p, threads=1)
     x = {"x": rand(64, 1, 28, 28)}
     m.run(x)
-    done = threading.Event()
+    done, started = threading.Event(), threading.Event()
     ticks = [0]
 
     def spin():
+        started.set()
         while not done.is_set():
             ticks[0] += 1
 
     t = threading.Thread(target=spin)
     import sys
+    import time
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
     try:
         t.start()
+        assert started.wait(10)
         before = ticks[0]
-        m.run(x)
+        t_end = time.perf_counter() + 0.3
+        while time.perf_counter() < t_end:
+            m.run(x)
         during = ticks[0] - before
     finally:
         done.set()
