@@ -45,11 +45,11 @@ from czmodel.codecs.base import Node  # noqa: E402
 from czmodel.format import header as H  # noqa: E402
 from czmodel.format.preamble import (  # noqa: E402
     ALIGN,
-    MAGIC,
     PREAMBLE_SIZE,
     VERSION_MAJOR,
     VERSION_MINOR,
     align_up,
+    pack_preamble,
 )
 from czmodel.format.writer import build_file  # noqa: E402
 
@@ -420,8 +420,9 @@ def assemble(hdr: dict, payloads: list[bytes], *, place: Callable | None = None,
 
 def preamble(hb: bytes, *, major: int = VERSION_MAJOR, minor: int = VERSION_MINOR,
              hlen: int | None = None, crc: int | None = None, reserved: int = 0) -> bytes:
-    return struct.pack("<8sHHIII", MAGIC, major, minor, len(hb) if hlen is None else hlen,
-                       zlib.crc32(hb) if crc is None else crc, reserved)
+    """The preamble for header bytes ``hb``; ``crc=None``: the correct header_crc32 (CRC-32
+    of preamble bytes 0-15, then ``hb``) for whatever the other fields say."""
+    return pack_preamble(hb, major=major, minor=minor, hlen=hlen, crc=crc, reserved=reserved)
 
 
 def modify(data: bytes, edit: Callable[[dict, list[bytes]], Any], **kw: Any) -> bytes:
@@ -510,6 +511,21 @@ def x_reserved_nonzero():
 def x_header_crc_mismatch():
     d = base_file()
     return patch(d, 16, struct.pack("<I", struct.unpack_from("<I", d, 16)[0] ^ 1))
+
+
+@invalid("CorruptionError", "header checksum mismatch")
+def x_version_minor_damaged():
+    """version_minor changed from 0 to 1 (one bit) without updating header_crc32, which also
+    covers preamble bytes 0-15: readers accept any minor version, so only the CRC sees it."""
+    return patch(base_file(), 10, struct.pack("<H", 1))
+
+
+@invalid("CorruptionError", "header checksum mismatch")
+def x_header_byte_damaged():
+    """One bit of the header's last byte flipped, header_crc32 left as it was."""
+    d = base_file()
+    last = PREAMBLE_SIZE + struct.unpack_from("<I", d, 12)[0] - 1
+    return patch(d, last, bytes([d[last] ^ 0x01]))
 
 
 @invalid("FormatError", "header is not valid msgpack")

@@ -20,7 +20,7 @@ import czmodel
 from czmodel.codecs import affine, codebook, dense, relidx, sum_
 from czmodel.format import header as H
 from czmodel.format import writer as W
-from czmodel.format.preamble import PREAMBLE_SIZE
+from czmodel.format.preamble import PREAMBLE_SIZE, refresh_header_crc
 from czmodel.format.writer import build_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spec"))
@@ -163,7 +163,9 @@ def test_layout_rules():
     data = build_file(small_model(), metadata={"k": "v"})
     hdr = header_of(data)
     hlen = struct.unpack_from("<I", data, 12)[0]
-    assert struct.unpack_from("<I", data, 16)[0] == zlib.crc32(data[24:24 + hlen])
+    # header_crc32: CRC-32 of preamble bytes 0-15 (magic, versions, header_len), then the header
+    assert struct.unpack_from("<I", data, 16)[0] == zlib.crc32(data[:16] + data[24:24 + hlen])
+    assert data[20:24] == bytes(4)
     pos = PREAMBLE_SIZE + hlen
     for off, n, crc in hdr["sections"]:
         assert off % 64 == 0 and off == -(-pos // 64) * 64
@@ -340,7 +342,9 @@ def test_unknown_top_level_key_is_ignored_and_any_minor_accepted():
     hdr["future_optional"] = {"anything": [1, 2]}
     out = bytearray(assemble(hdr, payloads))
     out[10:12] = struct.pack("<H", 7)
-    with czmodel.open(bytes(out)) as f:
+    with pytest.raises(czmodel.CorruptionError, match="header checksum mismatch"):
+        czmodel.open(bytes(out))                # the header CRC covers version_minor
+    with czmodel.open(refresh_header_crc(out)) as f:
         f.verify()
         assert f.version == (1, 7)
 
@@ -405,25 +409,60 @@ def tiny_file() -> bytes:
     return data
 
 
-def test_every_single_bit_flip_is_detected(tiny_file):
-    """Every single-bit flip is rejected by open/verify, except in version_minor (bytes
-    10-11): readers accept any minor version (spec: Versioning), and the preamble has no
-    checksum of its own."""
-    small_file = tiny_file
-    undetected = []
-    for i in range(len(small_file)):
+def _single_bit_flips(data: bytes):
+    for i in range(len(data)):
         for b in range(8):
-            d = bytearray(small_file)
+            d = bytearray(data)
             d[i] ^= 1 << b
-            if not must_only_raise_cz(bytes(d)):
-                undetected.append((i, b))
-    total = 8 * len(small_file)
-    rate = 1 - len(undetected) / total
-    print(f"\nsingle-bit flips: {total - len(undetected)}/{total} detected ({rate:.4%}) in a "
-          f"{len(small_file)}-byte file; undetected only in version_minor: "
-          f"{all(i in (10, 11) for i, _ in undetected)}")
-    assert all(i in (10, 11) for i, _ in undetected), undetected
-    assert len(undetected) == 16
+            yield i, b, bytes(d)
+
+
+def test_every_single_bit_flip_is_detected(tiny_file):
+    """Every single-bit flip anywhere in the file is rejected by open/verify (a CzError): the
+    header CRC covers preamble bytes 0-15 (so version_minor too, though any minor version is
+    valid) and the header, `reserved` must be zero, and the section CRCs, zero padding and
+    exact-end rules cover the rest (spec: Checksums)."""
+    undetected = [(i, b) for i, b, d in _single_bit_flips(tiny_file)
+                  if not must_only_raise_cz(d)]
+    total = 8 * len(tiny_file)
+    print(f"\nPython reader, single-bit flips: {total - len(undetected)}/{total} detected in a "
+          f"{len(tiny_file)}-byte file")
+    assert undetected == []
+
+
+def test_every_single_bit_flip_in_the_preamble_names_its_fault(tiny_file):
+    """Flips in bytes 0-23 fail at open with the class the spec gives for that field."""
+    want = {range(0, 8): czmodel.FormatError,          # bad magic
+            range(8, 10): czmodel.UnsupportedError,    # major version
+            range(20, 24): czmodel.FormatError}        # reserved not zero
+    for i, _, d in _single_bit_flips(tiny_file[:24]):
+        cls = next((c for r, c in want.items() if i in r), None)
+        with pytest.raises(czmodel.CzError) as e:
+            czmodel.open(d + tiny_file[24:])
+        if cls is not None:
+            assert type(e.value) is cls, (i, e.value)
+        elif 12 <= i < 16:   # header_len: a size rule, or the CRC if the header still fits
+            assert type(e.value) in (czmodel.LimitError, czmodel.FormatError,
+                                     czmodel.CorruptionError), (i, e.value)
+        else:                # version_minor and header_crc32 itself
+            assert type(e.value) is czmodel.CorruptionError, (i, e.value)
+            assert "header checksum mismatch" in str(e.value)
+            assert "offset 16" in str(e.value)
+
+
+def test_every_single_bit_flip_is_detected_by_the_c_reader(tiny_file):
+    """The same exhaustive check through the C reader (cffi extension: cz_open_memory,
+    cz_verify, cz_tensor_read of every tensor)."""
+    from czmodel.runtime import c_build
+    c_build.build()
+    from attacks._readers import c_reader
+    assert c_reader(tiny_file, FUZZ_CAP).error is None
+    undetected = [(i, b) for i, b, d in _single_bit_flips(tiny_file)
+                  if c_reader(d, FUZZ_CAP).error is None]
+    total = 8 * len(tiny_file)
+    print(f"\nC reader, single-bit flips: {total - len(undetected)}/{total} detected in a "
+          f"{len(tiny_file)}-byte file")
+    assert undetected == []
 
 
 # CZ_FUZZ_EXAMPLES=5000 for a longer run; derandomized so CI failures reproduce.
@@ -456,9 +495,7 @@ def test_header_bytes_mutated_with_crc_fixed(small_file, data):
     for _ in range(data.draw(st.integers(1, 6))):
         i = data.draw(st.integers(0, len(hb) - 1))
         hb[i] = data.draw(st.integers(0, 255))
-    pre = bytearray(small_file[:24])
-    pre[16:20] = struct.pack("<I", zlib.crc32(hb))
-    must_only_raise_cz(bytes(pre) + bytes(hb) + small_file[24 + hlen:])
+    must_only_raise_cz(refresh_header_crc(small_file[:24] + bytes(hb) + small_file[24 + hlen:]))
 
 
 @FUZZ

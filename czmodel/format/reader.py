@@ -18,7 +18,7 @@ from czmodel.entropy import decode_stream, encoded_raw_size
 from czmodel.errors import CorruptionError, CzError, FormatError, LimitError, UnsupportedError
 from czmodel.format import header as H
 from czmodel.format import limits as L
-from czmodel.format.preamble import PREAMBLE_SIZE, unpack_preamble
+from czmodel.format.preamble import PREAMBLE_SIZE, check_header_crc, unpack_preamble
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ class CzFile(Mapping[str, np.ndarray]):
             raise FormatError(f"header claims {pre.header_len} bytes but the file ends at "
                               f"{len(buf)}", offset=12)
         raw = bytes(buf[PREAMBLE_SIZE:end])
-        if zlib.crc32(raw) != pre.header_crc:
-            raise CorruptionError("header checksum mismatch", offset=PREAMBLE_SIZE)
+        check_header_crc(buf[:PREAMBLE_SIZE], raw, pre)
         h = H.unpack_header(raw)
         if h.get("format") != H.FORMAT_NAME:
             raise FormatError(f"header 'format' must be {H.FORMAT_NAME!r}", offset=PREAMBLE_SIZE)

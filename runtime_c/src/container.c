@@ -17,6 +17,8 @@
 #endif
 
 #define PREAMBLE 24u
+#define CRC_OFFSET 16u     /* header_crc32 ... */
+#define CRC_COVERED 16u    /* ... covers preamble bytes [0, 16), then the header bytes */
 #define ALIGN 64u
 #define MAX_HEADER_BYTES (64u << 20)
 #define MAX_DIM (1ull << 40)
@@ -688,8 +690,14 @@ cz_status cz_container_parse(cz_model *m, char *err, size_t errlen) {
     if (hend > size)
         return FAIL(FMT, NULL, NULL, 12, "header claims %u bytes but the file ends at %zu", hlen, size);
     m->header_len = hlen;
-    if (cz_crc32(0, b + PREAMBLE, hlen) != rd32(b + 16))
-        return FAIL(CZ_ERR_CHECKSUM, NULL, NULL, PREAMBLE, "header checksum mismatch");
+    /* header_crc32 covers preamble bytes 0-15 (magic, versions, header_len), then the header:
+     * a flip in version_minor is caught here too (reserved is covered by its zero rule). */
+    uint32_t hcrc = cz_crc32(cz_crc32(0, b, CRC_COVERED), b + PREAMBLE, hlen);
+    if (hcrc != rd32(b + CRC_OFFSET))
+        return FAIL(CZ_ERR_CHECKSUM, NULL, NULL, CRC_OFFSET,
+                    "header checksum mismatch: preamble bytes 0-15 + %u header bytes have CRC-32 "
+                    "0x%08x, header_crc32 says 0x%08x; the preamble or the header is damaged",
+                    hlen, hcrc, rd32(b + CRC_OFFSET));
     const cz_mp *h;
     TRY(cz_mp_parse(b + PREAMBLE, hlen, &m->arena, &h, err, errlen));
     if (h->type != CZ_MP_MAP) return FAIL(FMT, NULL, NULL, PREAMBLE, "header is not a msgpack map");

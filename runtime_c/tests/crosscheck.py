@@ -169,6 +169,7 @@ def mutate_main(n: int, seed: int) -> None:
     import zlib
 
     from czmodel.errors import CorruptionError, FormatError, LimitError, UnsupportedError
+    from czmodel.format.preamble import refresh_header_crc
     cls = {FormatError: 100, CorruptionError: 200, UnsupportedError: 300, LimitError: 400}
     rng = np.random.default_rng(seed)
     files = sorted((ROOT / "spec" / "vectors" / "valid").glob("*.cz"))
@@ -195,7 +196,7 @@ def mutate_main(n: int, seed: int) -> None:
             for _ in range(int(rng.integers(1, 3))):
                 pos = 24 + int(rng.integers(0, hlen))
                 b[pos] = int(rng.integers(0, 256)) if rng.integers(0, 2) else b[pos] ^ (1 << int(rng.integers(0, 8)))
-        struct.pack_into("<I", b, 16, zlib.crc32(bytes(b[24:24 + hlen])))
+        b = bytearray(refresh_header_crc(b))   # CRC-32 of preamble bytes 0-15 + header
         try:
             with CzFile(bytes(b)) as f:
                 f.verify()

@@ -6,7 +6,8 @@
  * cz_tensor_read == expected bytes; invalid: the status matching the Python error class),
  * and robustness: every single-byte truncation and N (default 2000) random byte flips of
  * every valid vector (with the header and section CRCs patched so the damage reaches the
- * parsers and decoders) must return an error or succeed, never crash (run under ASan).
+ * parsers and decoders) must return an error or succeed, never crash (run under ASan);
+ * and every single-bit flip of every valid vector (no CRC patched) must be detected.
  */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #include <math.h>
@@ -377,6 +378,11 @@ static size_t mp_uint(uint64_t v, uint8_t *o) {
     return 5;
 }
 
+/* header_crc32 as the spec defines it: CRC-32 of preamble bytes 0-15, then the header */
+static uint32_t header_crc(const uint8_t *b, uint32_t hlen) {
+    return cz_crc32(cz_crc32(0, b, 16), b + 24, hlen);
+}
+
 /* After damaging byte `pos`, make the CRCs agree again where that is easy: a header byte ->
  * new header CRC; a section byte -> patch that section's crc32 in the header if the msgpack
  * encoding keeps its width (searching for the unique old encoding), then the header CRC. */
@@ -398,7 +404,7 @@ static void patch_crcs(uint8_t *b, size_t n, size_t pos, const cz_model *orig) {
             memcpy(hit, ne, nl);
         }
     }
-    wr32le(b + 16, cz_crc32(0, b + 24, hlen));
+    wr32le(b + 16, header_crc(b, hlen));
 }
 
 static int g_trunc, g_flips, g_flip_opened;
@@ -442,6 +448,40 @@ static void fuzz_one(const char *vecdir, const char *file, int nflips) {
         g_flips++;
     }
     cz_close(om);
+    free(b);
+    free(orig);
+}
+
+/* Every single-bit flip of every valid vector, CRCs NOT patched, must be rejected: by open,
+ * or by verify / reading a tensor (spec: the header CRC covers preamble bytes 0-15 and the
+ * header, `reserved` must be zero, section CRCs + zero padding + exact end cover the rest). */
+static long g_bits, g_bits_detected;
+
+static void bitflip_all(const char *vecdir, const char *file) {
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/valid/%s", vecdir, file);
+    size_t n;
+    uint8_t *orig = read_all(path, &n);
+    if (!orig) return;
+    uint8_t *b = malloc(n ? n : 1);
+    cz_options o = {0};
+    o.max_tensor_bytes = 1 << 20;
+    for (size_t pos = 0; pos < n; pos++)
+        for (int bit = 0; bit < 8; bit++) {
+            memcpy(b, orig, n);
+            b[pos] ^= (uint8_t)(1u << bit);
+            cz_model *m = NULL;
+            cz_status st = cz_open_memory(b, n, &o, &m, err, sizeof err);
+            if (st == CZ_OK) {
+                st = touch(m);
+                cz_close(m);
+            } else {
+                CHECK(m == NULL && err[0], "%s bit %zu.%d: error without message", file, pos, bit);
+            }
+            g_bits++;
+            if (st != CZ_OK) g_bits_detected++;
+            else CHECK(0, "%s: flip of bit %d of byte %zu not detected", file, bit, pos);
+        }
     free(b);
     free(orig);
 }
@@ -507,8 +547,11 @@ int main(int argc, char **argv) {
     }
     if (nflips > 0)
         for (int i = 0; i < nvalid; i++) fuzz_one(vec, valid_files[i], nflips);
+    for (int i = 0; i < nvalid; i++) bitflip_all(vec, valid_files[i]);
+    CHECK(nvalid == 0 || g_bits > 0, "no bit flips tried");
     printf("test_format: %d checks passed, %d failed; %d valid + %d invalid vectors, %d tensors; "
-           "%d truncations, %d byte flips (%d opened)\n",
-           g_pass, g_fail, g_valid, g_invalid, g_tensors, g_trunc, g_flips, g_flip_opened);
+           "%d truncations, %d byte flips (%d opened); single-bit flips: %ld/%ld detected\n",
+           g_pass, g_fail, g_valid, g_invalid, g_tensors, g_trunc, g_flips, g_flip_opened,
+           g_bits_detected, g_bits);
     return g_fail ? 1 : 0;
 }

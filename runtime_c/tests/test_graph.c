@@ -27,13 +27,14 @@ static int checks, failures;
         }                                                                 \
     } while (0)
 
-static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
+/* zlib crc32 semantics: continue from `crc` (0 to start) */
+static uint32_t crc32_bytes(uint32_t crc, const unsigned char *p, size_t n) {
+    uint32_t c = ~crc;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
         for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
     }
-    return c ^ 0xFFFFFFFFu;
+    return ~c;
 }
 
 static unsigned char *read_all(const char *path, size_t *n) {
@@ -204,8 +205,9 @@ static void fuzz(const char *vectors, int n) {
             rng = rng * 1103515245u + 12345u;
             buf[pos] ^= (unsigned char)(1u << ((rng >> 16) & 7));
         }
-        /* re-checksum the header so the flips reach the header / graph parsers */
-        uint32_t crc = crc32_bytes(buf + 24, span - 24);
+        /* re-checksum the header (CRC-32 of preamble bytes 0-15, then the header) so the
+         * flips reach the header / graph parsers */
+        uint32_t crc = crc32_bytes(crc32_bytes(0, buf, 16), buf + 24, span - 24);
         for (int k = 0; k < 4; k++) buf[16 + k] = (unsigned char)(crc >> (8 * k));
         cz_model *m = NULL;
         cz_status st = cz_open_memory(buf, size, NULL, &m, err, sizeof err);

@@ -6,10 +6,9 @@ are spliced in raw (the header CRC is made to match: the parser itself must say 
 from __future__ import annotations
 
 import struct
-import zlib
 
 from czmodel.format import header as H
-from czmodel.format.preamble import MAGIC
+from czmodel.format.preamble import pack_preamble
 
 from . import attack
 
@@ -22,7 +21,7 @@ def _with_metadata_value(raw: bytes) -> bytes:
                         "graph": None, "calibration": {}, "metadata": {"x": b"MARK"}})
     assert hb.count(_MARK) == 1
     hb = hb.replace(_MARK, raw)
-    return struct.pack("<8sHHIII", MAGIC, 1, 0, len(hb), zlib.crc32(hb), 0) + hb
+    return pack_preamble(hb) + hb
 
 
 @attack("FormatError", "open", "not valid msgpack")
