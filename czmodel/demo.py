@@ -114,7 +114,7 @@ def run_demo(out: str | None = None, as_json: bool = False) -> int:
         print(json.dumps(result, indent=2))
     else:
         print("czmodel demo: LeNet-300-100 trained on Fashion-MNIST with iterative pruning\n")
-        print(report.to_text())
+        report.print()
         print(f"\nwrote {out}: {size:,} bytes; the fp32 checkpoint is {fp32_file:,} bytes "
               f"-> {fp32_file / size:.1f}x smaller")
         print(f"accuracy on {len(y)} Fashion-MNIST test images: fp32 checkpoint "

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import czmodel
 from czmodel.cli.main import main
@@ -76,3 +77,53 @@ def test_bench_against_onnxruntime(tmp_path, capsys):
     assert r["timing"]["czmodel"]["samples"] >= 5
     assert main(["bench", str(tmp_path / "m.cz"), "--seconds", "0.1"]) == 0
     assert "median us" in capsys.readouterr().out
+
+
+def _subcommands():
+    import argparse
+
+    from czmodel.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def test_every_subcommand_has_json():
+    pytest.importorskip("onnx")                 # compress/run/export come with the converters
+    subs = _subcommands()
+    assert set(subs) >= {"info", "verify", "bench", "demo", "compress", "run", "export"}
+    for name, p in subs.items():
+        assert "--json" in p._option_string_actions, f"cz {name} has no --json"
+
+
+def test_converter_subcommands_json(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from czmodel.compress.pipeline import save
+    from czmodel.demo import DEMO_CONFIG, lenet300_graph, load_demo_model
+
+    w = {k: v for k, v in load_demo_model().items() if k.startswith("fc")}
+    save(tmp_path / "m.cz", w, DEMO_CONFIG, graph=lenet300_graph())
+    assert main(["export", str(tmp_path / "m.cz"), "-o", str(tmp_path / "m.onnx"), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["output"] == str(tmp_path / "m.onnx") and e["onnx_nodes"] >= 5
+    assert main(["compress", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "c.cz"),
+                 "--bits", "4", "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["file"] == str(tmp_path / "c.cz") and c["conversion"]["linear"] == 3
+    assert c["report"]["rows"] and c["file_ratio"] > 1
+    np.save(tmp_path / "x.npy", np.zeros((2, 784), np.float32))
+    assert main(["run", str(tmp_path / "c.cz"), "--input", str(tmp_path / "x.npy"),
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["outputs"]["logits"]["shape"] == [2, 10]
+    assert np.asarray(r["outputs"]["logits"]["values"]).shape == (2, 10)
+
+
+def test_converter_subcommands_without_the_extras(monkeypatch, capsys):
+    """A core install (no onnx): cz compress/run/export exist and name the extra to install."""
+    monkeypatch.setitem(sys.modules, "czconvert.cli", None)   # import -> ImportError
+    for cmd in (["compress", "m.onnx", "-o", "m.cz", "--bits", "4"], ["run", "m.cz"],
+                ["export", "m.cz", "-o", "m.onnx"]):
+        assert main(cmd) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "pip install 'czmodel[onnx]'" in err

@@ -40,7 +40,11 @@ def load_config_file(path: str | os.PathLike) -> dict:
         if suffix == ".json":
             data = json.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
+            try:
+                import yaml
+            except ImportError:
+                raise EncodeError(f"config file {p}: YAML configs need PyYAML: "
+                                  "pip install 'czmodel[yaml]' (or use a .json config)") from None
             data = yaml.safe_load(text)
         else:
             raise EncodeError(f"config file {p}: unknown suffix {p.suffix!r}; use .json, .yaml "

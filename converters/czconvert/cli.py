@@ -22,6 +22,8 @@ the graph inputs) computes activation ranges (``--calib-method``) and stores the
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from typing import Any
@@ -81,12 +83,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such file: {src}")
     config = build_config(args)
     low = src.lower()
+    conversion = None
     if low.endswith(".onnx"):
         from .onnx_import import onnx_to_cz
 
         calib = _load_npz(args.calib) if args.calib else None
         rep = onnx_to_cz(src, args.output, config, calib, calib_method=args.calib_method)
         info = rep.conversion
+        conversion = dataclasses.asdict(info)
         what = (f"{info.onnx_nodes} ONNX nodes -> {info.nodes} ops "
                 f"({info.linear} Linear, {info.bn_folded} BatchNorm folded, {info.folded} "
                 f"constants folded)" + (f", {info.calibrated} activation ranges"
@@ -102,8 +106,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
     else:
         raise EncodeError(f"{src}: unknown input kind; give an .onnx model or a state dict "
                           f"({', '.join(_STATE_DICT_SUFFIXES)})")
+    if getattr(args, "json", False):
+        print(json.dumps({"input": src, "file": args.output, "summary": what,
+                          "fp32_bytes": rep.fp32_bytes, "file_bytes": rep.file_bytes,
+                          "file_ratio": rep.file_ratio, "conversion": conversion,
+                          "report": rep.to_dict()}, indent=2, default=str))
+        return EXIT_OK
     if args.report:
-        print(rep.to_text())
+        rep.print()
     print(f"{args.output}: {what}; {rep.fp32_bytes} fp32 bytes -> {rep.file_bytes} file bytes "
           f"({rep.file_ratio:.1f}x)")
     return EXIT_OK
@@ -153,6 +163,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         out = m.run(feeds)
         if args.output:
             np.savez(args.output, **out)
+        if getattr(args, "json", False):
+            # with -o the values are in the .npz; without, they are the output
+            outs = {k: {"dtype": str(np.asarray(v).dtype), "shape": list(np.shape(v)),
+                        **({} if args.output else {"values": np.asarray(v).tolist()})}
+                    for k, v in out.items()}
+            print(json.dumps({"file": args.file, "backend": m.backend.name,
+                              "output": args.output, "outputs": outs}, indent=2))
+        elif args.output:
             print(f"{args.output}: {len(out)} outputs ({m.backend.name} backend)")
         else:
             for k, v in out.items():
@@ -166,6 +184,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .onnx_export import EXPORT_OPSET, cz_to_onnx
 
     model = cz_to_onnx(args.file, args.output, opset=args.opset or EXPORT_OPSET)
+    if getattr(args, "json", False):
+        print(json.dumps({"file": args.file, "output": args.output,
+                          "onnx_nodes": len(model.graph.node),
+                          "opset": model.opset_import[0].version}, indent=2))
+        return EXIT_OK
     print(f"{args.output}: {len(model.graph.node)} ONNX nodes, opset "
           f"{model.opset_import[0].version}")
     return EXIT_OK
@@ -192,6 +215,8 @@ def add_subparsers(sub: Any) -> None:
     s.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile",
                                                                  "entropy"))
     s.add_argument("--report", action="store_true", help="print the per-layer report")
+    s.add_argument("--json", action="store_true", help="machine-readable output (includes "
+                   "the report and the conversion summary)")
     s.set_defaults(func=cmd_compress)
 
     s = sub.add_parser("run", help="run a .cz model on .npy inputs",
@@ -202,6 +227,8 @@ def add_subparsers(sub: Any) -> None:
     s.add_argument("-o", "--output", help="write the outputs to this .npz (else print them)")
     s.add_argument("--backend", default="auto", choices=("auto", "c", "numba", "reference"))
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--json", action="store_true", help="machine-readable output (the output "
+                   "values too, unless -o writes them to a .npz)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("export", help="write a .cz model as fp32 ONNX",
@@ -209,6 +236,7 @@ def add_subparsers(sub: Any) -> None:
     s.add_argument("file")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_export)
 
 

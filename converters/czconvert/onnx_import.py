@@ -37,6 +37,7 @@ from czmodel.errors import CzError, EncodeError, UnsupportedError
 from czmodel.format.header import TENSOR_DTYPES
 from czmodel.graph import OPS, Graph, OpNode, ValueInfo
 from czmodel.graph.ops import resolve_attrs
+from czmodel.progress import progress_task
 from czmodel.runtime.reference import OP_IMPLS
 
 from ._config import effective_config as _effective_config
@@ -868,7 +869,7 @@ def calibrate_graph(graph: Graph, tensors: Mapping[str, np.ndarray],
                     percentile: float = 99.99, symmetric: bool = True) -> dict:
     """int8 ranges of every float activation (graph inputs and node outputs) over the
     calibration set, with the reference executor (``fetch=`` every node output)."""
-    from czmodel.compress.calibrate import HistogramCalibrator
+    from czmodel.compress.calibrate import HistogramCalibrator, compute_ranges
     from czmodel.runtime.executor import Executor
     from czmodel.runtime.reference import ReferenceBackend
 
@@ -885,15 +886,18 @@ def calibrate_graph(graph: Graph, tensors: Mapping[str, np.ndarray],
     ex = Executor(graph, dict(tensors), ReferenceBackend())
     names = [o for nd in graph.nodes for o in nd.outputs]
     cals: dict[str, HistogramCalibrator] = {}
-    for i in range(counts.pop()):
-        feeds = {k: v[i] for k, v in batches.items()}
-        res = ex.run(feeds, fetch=names)
-        res.update(feeds)
-        for k, a in res.items():
-            if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size and np.isfinite(
-                    a).all():
-                cals.setdefault(k, HistogramCalibrator()).update(a)
-    return {k: c.compute(method, p=percentile, symmetric=symmetric) for k, c in cals.items()}
+    n_batches = counts.pop()
+    with progress_task(n_batches, desc="calibrating (batches)") as bar:
+        for i in range(n_batches):
+            feeds = {k: v[i] for k, v in batches.items()}
+            res = ex.run(feeds, fetch=names)
+            res.update(feeds)
+            for k, a in res.items():
+                if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size and np.isfinite(
+                        a).all():
+                    cals.setdefault(k, HistogramCalibrator()).update(a)
+            bar.advance(1)
+    return compute_ranges(cals, method, p=percentile, symmetric=symmetric)
 
 
 # -- the public function ----------------------------------------------------------------------
@@ -906,26 +910,38 @@ def convert_graph(model: Any) -> tuple[Graph, dict[str, np.ndarray], ConversionI
     taken |= {v.name for v in list(g.input) + list(g.output)} | {t.name for t in g.initializer}
     ctx = _Ctx(opset, taken)
     ctx.shapes, ctx.dtypes = _shape_info(model)
-    for t in g.initializer:
-        ctx.consts[t.name] = _to_array(t, f"initializer {t.name!r}", base_dir)
-    if len(g.sparse_initializer):
-        raise UnsupportedError("sparse initializers are not supported")
-    for vi in g.input:
-        if vi.name not in ctx.consts:
-            ctx.inputs.append(_value_info(vi, "graph input", strict=True))
-    for i, nd in enumerate(g.node):
-        name = nd.name or f"{nd.op_type}_{i}"
-        attrs = {a.name: _attr_value(a) for a in nd.attribute}
-        _lower(ctx, _N(nd.op_type, name, list(nd.input), list(nd.output), attrs))
-    _finish_outputs(ctx, g)
-    info = ConversionInfo(opset, len(g.node), 0)
-    _validate(ctx)
-    info.folded = _fold_constants(ctx)
-    info.linear = _to_linear(ctx)
-    info.bn_folded = _fold_bn(ctx)
-    info.bias_folded = _fold_bias(ctx)
-    _dead_code(ctx)
-    _validate(ctx)
+    # one bar over the import: initializers read, nodes lowered, then the graph passes
+    passes = 6          # the four folds, dead code, validation
+    with progress_task(len(g.initializer) + len(g.node) + passes,
+                       desc="importing ONNX") as bar:
+        for t in g.initializer:
+            ctx.consts[t.name] = _to_array(t, f"initializer {t.name!r}", base_dir)
+            bar.advance(1)
+        if len(g.sparse_initializer):
+            raise UnsupportedError("sparse initializers are not supported")
+        for vi in g.input:
+            if vi.name not in ctx.consts:
+                ctx.inputs.append(_value_info(vi, "graph input", strict=True))
+        for i, nd in enumerate(g.node):
+            name = nd.name or f"{nd.op_type}_{i}"
+            attrs = {a.name: _attr_value(a) for a in nd.attribute}
+            _lower(ctx, _N(nd.op_type, name, list(nd.input), list(nd.output), attrs))
+            bar.advance(1)
+        _finish_outputs(ctx, g)
+        info = ConversionInfo(opset, len(g.node), 0)
+        _validate(ctx)
+        for attr, label, fn in (("folded", "folding constants", _fold_constants),
+                                ("linear", "fusing Linear", _to_linear),
+                                ("bn_folded", "folding BatchNorm", _fold_bn),
+                                ("bias_folded", "folding biases", _fold_bias)):
+            bar.set_postfix_str(label)
+            setattr(info, attr, fn(ctx))
+            bar.advance(1)
+        bar.set_postfix_str("dead code")
+        _dead_code(ctx)
+        bar.advance(1)
+        _validate(ctx)
+        bar.advance(1)
     info.nodes = len(ctx.nodes)
     for nd in ctx.nodes:
         info.ops[nd.op] = info.ops.get(nd.op, 0) + 1

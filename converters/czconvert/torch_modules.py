@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from czmodel.errors import EncodeError, UnsupportedError
+from czmodel.progress import progress
 
 __all__ = ["compress_module", "CzLinear", "CzConv2d", "module_bytes"]
 
@@ -239,25 +240,26 @@ def compress_module(module: nn.Module, config: Any, *, inplace: bool = True) -> 
                                "container (it cannot replace itself in place)")
     swapped: list[str] = []
     conv_op = _conv_op(cfg)
-    for path, child in list(module.named_modules()):
-        if not isinstance(child, (nn.Linear, nn.Conv2d)) or type(child) not in (nn.Linear,
-                                                                                 nn.Conv2d):
-            continue
-        wname = f"{path}.weight"
-        if isinstance(child, nn.Linear):
-            spec = cfg.resolve(wname, "Linear")
-            if not _compresses(spec):
-                continue
-            new: nn.Module = CzLinear.from_linear(child, spec, wname, "Linear")
-        else:
-            spec = cfg.resolve(wname, conv_op)
-            if not _compresses(spec):
-                continue
-            new = CzConv2d.from_conv(child, spec, wname, conv_op)
-        parent_path, _, attr = path.rpartition(".")
-        parent = module.get_submodule(parent_path) if parent_path else module
-        setattr(parent, attr, new)
-        swapped.append(path)
+    layers = [(path, child) for path, child in module.named_modules()
+              if type(child) in (nn.Linear, nn.Conv2d)]
+    with progress(layers, total=len(layers), desc="compressing modules") as bar:
+        for path, child in bar:
+            bar.set_postfix_str(path)
+            wname = f"{path}.weight"
+            if isinstance(child, nn.Linear):
+                spec = cfg.resolve(wname, "Linear")
+                if not _compresses(spec):
+                    continue
+                new: nn.Module = CzLinear.from_linear(child, spec, wname, "Linear")
+            else:
+                spec = cfg.resolve(wname, conv_op)
+                if not _compresses(spec):
+                    continue
+                new = CzConv2d.from_conv(child, spec, wname, conv_op)
+            parent_path, _, attr = path.rpartition(".")
+            parent = module.get_submodule(parent_path) if parent_path else module
+            setattr(parent, attr, new)
+            swapped.append(path)
     module.cz_swapped = swapped
     return module.eval()
 

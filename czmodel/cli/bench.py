@@ -115,17 +115,18 @@ def run_bench(path: str, vs: str | None, threads: int, batch: int, seq: int,
     return result
 
 
-def render(r: dict) -> str:
-    from czmodel.cli.table import human_bytes
-    from czmodel.cli.table import render as table
+_HEAD = ["engine", "median us", "min us", "max us", "items/s", "samples"]
 
-    rows = []
-    for k, t in r["timing"].items():
-        rows.append([k, t["median_s"] * 1e6, t["min_s"] * 1e6, t["max_s"] * 1e6,
-                     t["throughput_per_s"], t["samples"]])
-    out = table(["engine", "median us", "min us", "max us", "items/s", "samples"], rows,
-                "lrrrrr")
-    lines = [out, "", f"backend {r['backend']}, {r['threads']} thread(s), batch {r['batch']}, "
+
+def _rows(r: dict) -> list[list]:
+    return [[k, t["median_s"] * 1e6, t["min_s"] * 1e6, t["max_s"] * 1e6,
+             t["throughput_per_s"], t["samples"]] for k, t in r["timing"].items()]
+
+
+def _summary(r: dict) -> list[str]:
+    from czmodel.cli.table import human_bytes
+
+    lines = [f"backend {r['backend']}, {r['threads']} thread(s), batch {r['batch']}, "
              f"load {r['load_s'] * 1e3:.1f} ms"]
     if "resident_bytes" in r:
         lines.append(f"resident weights: {human_bytes(r['resident_bytes'])}")
@@ -133,4 +134,19 @@ def render(r: dict) -> str:
         lines.append(f"czmodel / ONNX Runtime: {r['ratio_vs_ort']:.2f}x (session creation "
                      f"{r['ort_session_s'] * 1e3:.1f} ms); outputs cosine "
                      f"{r.get('cosine_vs_ort', float('nan')):.6f}")
-    return "\n".join(lines)
+    return lines
+
+
+def render(r: dict) -> str:
+    """The plain-text result (what ``cz bench`` prints when stdout is not a terminal)."""
+    from czmodel.cli.table import render as table
+
+    return "\n".join([table(_HEAD, _rows(r), "lrrrrr"), "", *_summary(r)])
+
+
+def print_result(r: dict) -> None:
+    """Print the result: a rich table in a terminal, else exactly ``render(r)``."""
+    from czmodel.cli.table import print_table
+
+    print_table(_HEAD, _rows(r), "lrrrrr")
+    print("\n" + "\n".join(_summary(r)))

@@ -14,7 +14,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
 def _cmd_info(args: argparse.Namespace) -> int:
     import czmodel
-    from czmodel.cli.table import human_bytes, render
+    from czmodel.cli.table import human_bytes, print_table
 
     with czmodel.open(args.file) as f:
         rows = f.info()
@@ -29,8 +29,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         table = [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"],
                   r["encoding"], r["stored_bytes"], r["bits_per_weight"], r["ratio"]]
                  for r in rows]
-        print(render(["tensor", "shape", "dtype", "encoding", "bytes", "bits/w", "x fp32"],
-                     table, "llllrrr"))
+        print_table(["tensor", "shape", "dtype", "encoding", "bytes", "bits/w", "x fp32"],
+                    table, "llllrrr")
         stored = sum(r["stored_bytes"] for r in rows)
         fp32 = sum(r["fp32_bytes"] for r in rows)
         ratio = fp32 / stored if stored else float("inf")
@@ -42,24 +42,40 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
         rep = build_report(args.file)
         print("\nDeep Compression report (P: pruning, Q: quantization, H: Huffman):\n")
-        print(rep.to_markdown() if args.markdown else rep.to_text())
+        if args.markdown:
+            print(rep.to_markdown())
+        else:
+            rep.print()
     return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     import czmodel
 
-    czmodel.verify(args.file)
-    print(f"{args.file}: OK")
+    if not args.json:
+        czmodel.verify(args.file)
+        print(f"{args.file}: OK")
+        return EXIT_OK
+    try:
+        czmodel.verify(args.file)
+    except (CzError, OSError) as e:
+        # --json: the verdict is the output (on stdout), the exit code stays 1
+        print(json.dumps({"file": args.file, "ok": False, "error": type(e).__name__,
+                          "message": str(e)}, indent=2))
+        return EXIT_BAD_INPUT
+    print(json.dumps({"file": args.file, "ok": True}, indent=2))
     return EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from czmodel.cli.bench import render, run_bench
+    from czmodel.cli.bench import print_result, run_bench
 
     r = run_bench(args.model, args.vs, args.threads, args.batch, args.seq, args.seconds,
                   args.backend)
-    print(json.dumps(r, indent=2) if args.json else render(r))
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print_result(r)
     return EXIT_OK
 
 
@@ -86,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check every checksum and structural rule",
                        epilog="example: cz verify model.cz  (exit 0 when sound)")
     s.add_argument("file")
+    s.add_argument("--json", action="store_true", help='machine-readable verdict: '
+                   '{"file": ..., "ok": true} or "ok": false with the error (exit 1)')
     s.set_defaults(func=_cmd_verify)
     s = sub.add_parser("bench", help="latency, throughput and memory of a .cz model",
                        epilog="example: cz bench model.cz --vs model.onnx --threads 1")
@@ -106,11 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_demo)
     try:  # compress/run/export live with the converters (optional onnx/torch extras)
         from czconvert.cli import add_subparsers
-    except ImportError:
-        pass
+    except ImportError as e:
+        _add_missing_converters(sub, getattr(e, "name", None) or str(e))
     else:
         add_subparsers(sub)
     return p
+
+
+def _add_missing_converters(sub: argparse._SubParsersAction, missing: str) -> None:
+    """Without the converters' extras, ``cz compress/run/export`` still exist and say what to
+    install (exit 1) instead of argparse's "invalid choice"."""
+
+    def fail(args: argparse.Namespace) -> int:
+        from czmodel.errors import UnsupportedError
+
+        raise UnsupportedError(f"needs the converters ({missing} is not installed): "
+                               "pip install 'czmodel[onnx]'")
+
+    for name, what in (("compress", "convert an ONNX model or a state dict to .cz"),
+                       ("run", "run a .cz model on .npy inputs"),
+                       ("export", "write a .cz model as fp32 ONNX")):
+        s = sub.add_parser(name, help=f"{what} (needs: pip install 'czmodel[onnx]')")
+        s.add_argument("args", nargs=argparse.REMAINDER)
+        s.set_defaults(func=fail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,11 +8,13 @@ quantized histogram loses the least information (smallest KL divergence).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from czmodel.errors import EncodeError
+from czmodel.progress import progress
 
 from ._util import as_float_array, check_choice, check_fraction, check_int
 
@@ -173,3 +175,14 @@ class HistogramCalibrator:
         i = kl_threshold_bin(self.hist, self.num_quant_bins)
         t = (i + 0.5) * self.width
         return _range(-t, t, True, "entropy")
+
+
+def compute_ranges(calibrators: Mapping[str, HistogramCalibrator], method: str = "entropy", *,
+                   p: float = 99.99, symmetric: bool = True) -> dict[str, ActivationRange]:
+    """``HistogramCalibrator.compute`` for every activation, with a progress bar: the
+    entropy (KL) search takes ~0.1-0.2 s per activation: a minute or more for the hundreds
+    of activations of a transformer."""
+    check_choice(method, "method", METHODS)
+    with progress(calibrators.items(), total=len(calibrators),
+                  desc=f"calibration ranges ({method})") as bar:
+        return {k: c.compute(method, p=p, symmetric=symmetric) for k, c in bar}

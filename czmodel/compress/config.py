@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from czmodel.errors import EncodeError
 
 from .config_schema import (
@@ -121,16 +119,20 @@ class CompressionConfig:
         p = Path(path)
         suffix = p.suffix.lower()
         text = p.read_text(encoding="utf-8")
-        try:
-            if suffix == ".json":
+        if suffix not in (".json", ".yaml", ".yml"):
+            raise EncodeError(f"config file {p}: unknown suffix {p.suffix!r}; "
+                              "use .json, .yaml or .yml")
+        if suffix == ".json":
+            try:
                 data = json.loads(text)
-            elif suffix in (".yaml", ".yml"):
+            except json.JSONDecodeError as e:
+                raise EncodeError(f"config file {p}: cannot parse: {e}") from e
+        else:
+            yaml = _yaml(f"reading {p}")
+            try:
                 data = yaml.safe_load(text)
-            else:
-                raise EncodeError(f"config file {p}: unknown suffix {p.suffix!r}; "
-                                  "use .json, .yaml or .yml")
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise EncodeError(f"config file {p}: cannot parse: {e}") from e
+            except yaml.YAMLError as e:
+                raise EncodeError(f"config file {p}: cannot parse: {e}") from e
         return cls.from_dict(data if data is not None else {})
 
     def to_dict(self) -> dict:
@@ -141,7 +143,7 @@ class CompressionConfig:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False)
+        return _yaml("to_yaml").safe_dump(_plain(self.to_dict()), sort_keys=False)
 
     # -- resolution -------------------------------------------------------------------
     def resolve(self, name: str, op_type: str | None = None) -> LayerSpec | None:
@@ -156,6 +158,16 @@ class CompressionConfig:
                 return None  # "store as is" is final, whatever else matches
             state.update(copy.deepcopy(ov))  # per-section replacement
         return LayerSpec(**state)
+
+
+def _yaml(what: str) -> Any:
+    """PyYAML, imported on first use: it is an optional extra, JSON configs need nothing."""
+    try:
+        import yaml
+    except ImportError:
+        raise EncodeError(f"YAML configs need PyYAML ({what}): pip install 'czmodel[yaml]', "
+                          "or write the config as .json") from None
+    return yaml
 
 
 def _plain(x: Any) -> Any:

@@ -17,7 +17,8 @@ SPEC_KEYS = ("prune", "quantize", "lowrank", "entropy", "gap_bits")
 PRUNE_KEYS = ("sparsity", "quality", "granularity", "block", "n", "m")
 QUANT_KEYS = ("method", "bits", "per_channel", "symmetric", "group_size", "init",
               "outlier_fraction", "exp_bits", "man_bits", "rounding")
-QUANT_METHODS = ("kmeans", "affine", "binary", "ternary", "pow2", "fixed", "minifloat")
+QUANT_METHODS = ("kmeans", "affine", "binary", "ternary", "pow2", "fixed", "minifloat", "fp16",
+                 "bf16")
 LOWRANK_KEYS = ("method", "rank", "energy", "budget")
 LOWRANK_METHODS = ("svd", "tucker2")
 ENTROPY = ("huffman", "zstd", "raw", "auto")
@@ -25,7 +26,7 @@ INITS = ("linear", "forgy", "density")
 # Allowed bit widths per quantize method (inclusive); None = bits not applicable.
 BITS_RANGE: dict[str, tuple[int, int] | None] = {
     "kmeans": (1, 8), "affine": (2, 8), "pow2": (2, 8), "fixed": (2, 16),
-    "binary": None, "ternary": None, "minifloat": (3, 16)}
+    "binary": None, "ternary": None, "minifloat": (3, 16), "fp16": None, "bf16": None}
 
 
 def _fail(where: str, msg: str) -> NoReturn:
@@ -136,7 +137,7 @@ def validate_quantize(d: Any, where: str = "quantize") -> dict | None:
                 _fail(where, f"{k!r} only applies to method 'minifloat'")
     if rng is None:
         if "bits" in d:
-            _fail(where, f"method {m!r} has a fixed codebook; 'bits' does not apply")
+            _fail(where, f"method {m!r} has a fixed number format; 'bits' does not apply")
     elif m != "minifloat":
         if "bits" not in d:
             _fail(where, f"method {m!r} needs 'bits' in [{rng[0]}, {rng[1]}]")

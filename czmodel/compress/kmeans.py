@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from czmodel.errors import EncodeError
+from czmodel.progress import progress_task
 
 from ._util import as_float_array, check_choice, check_int, check_mask
 
 INITS = ("linear", "forgy", "density")
+_BAR_MIN_WEIGHTS = 1 << 20   # per-channel sharing of smaller tensors takes well under 1 s
 
 
 def _init_centroids(xs: np.ndarray, k: int, init: str, seed: int | None) -> np.ndarray:
@@ -165,9 +167,17 @@ def share_weights(w: np.ndarray, bits: int, mask: np.ndarray | None = None,
         mrows = None if m is None else m.reshape(a.shape[0], -1)
         idx = np.zeros(rows.shape, dtype=np.uint8)
         cents = np.zeros((rows.shape[0], k), dtype=np.float32)
-        for r in range(rows.shape[0]):
-            idx[r], cents[r] = _share_one(rows[r], bits, None if mrows is None else mrows[r],
-                                          init, seed)
+        # One k-means per output channel: the long loop of per-channel sharing. A bar only
+        # for big tensors, advanced every ``step`` rows (never per Lloyd iteration).
+        n_rows = rows.shape[0]
+        step = max(1, n_rows // 100)
+        with progress_task(n_rows, desc="k-means per channel",
+                           enable=None if a.size >= _BAR_MIN_WEIGHTS else False) as bar:
+            for r in range(n_rows):
+                idx[r], cents[r] = _share_one(rows[r], bits,
+                                              None if mrows is None else mrows[r], init, seed)
+                if (r + 1) % step == 0 or r + 1 == n_rows:
+                    bar.advance(r + 1 - bar.n)
         return idx.reshape(a.shape), cents
     idx, cent = _share_one(a.ravel(), bits, None if m is None else m.ravel(), init, seed)
     return idx.reshape(a.shape), cent

@@ -11,7 +11,6 @@ the rank analytically with no tuning knob.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from czmodel.errors import EncodeError
 
@@ -168,6 +167,11 @@ def vbmf_rank(matrix: np.ndarray, sigma2: float | None = None) -> int:
         if lower >= upper:
             sigma2 = upper
         else:
+            try:  # scipy is optional (the dev extra); only VBMF rank selection needs it
+                from scipy.optimize import minimize_scalar
+            except ImportError:
+                raise EncodeError("VBMF rank selection (rank='vbmf') needs scipy: "
+                                  "pip install scipy, or give the rank") from None
             res = minimize_scalar(_evb_objective, args=(L, M, s, residual, xubar),
                                   bounds=(lower, upper), method="bounded")
             sigma2 = float(res.x)

@@ -55,6 +55,10 @@ def _quantize(values: np.ndarray, q: dict | None, *, shape: tuple[int, ...],
             return E.codebook(idx, cent, bits=bits, axis=0)
         cent, idx = K.kmeans_1d(v.reshape(-1), bits, init=q.get("init", "linear"))
         return E.codebook(idx.reshape(shape), cent, bits=bits)
+    if method in ("fp16", "bf16"):
+        # half precision, stored as is (the entropy stage may still shrink the exponent bytes):
+        # for models whose outputs sit on near-ties that 8-bit codes flip (PP-OCR rec)
+        return E.dense(v, "f16" if method == "fp16" else "bf16")
     if method in ("binary", "ternary"):
         fn = S.binary if method == "binary" else S.ternary
         idx, cent = fn(v, per_channel=per_channel)
@@ -210,12 +214,16 @@ def _finish(res: TensorResult, spec: Any) -> TensorResult:
 
 def compress_tensors(tensors: Mapping[str, np.ndarray], config: Any,
                      op_types: Mapping[str, str] | None = None) -> list[TensorResult]:
+    from czmodel.progress import progress
+
     cfg = _as_config(config)
     out = []
-    for name, w in tensors.items():
-        op = (op_types or {}).get(name) or guess_op_type(np.asarray(w))
-        spec = cfg.resolve(name, op) if cfg is not None else None
-        out.append(compress_tensor(name, w, spec, op))
+    with progress(tensors.items(), total=len(tensors), desc="compressing") as bar:
+        for name, w in bar:
+            bar.set_postfix_str(name)
+            op = (op_types or {}).get(name) or guess_op_type(np.asarray(w))
+            spec = cfg.resolve(name, op) if cfg is not None else None
+            out.append(compress_tensor(name, w, spec, op))
     return out
 
 
@@ -259,6 +267,7 @@ def save(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Any
     ``czmodel.compress.calibrate``) or plain dicts; it is stored in the file header."""
     from czmodel.compress.report import build_report
     from czmodel.format.writer import build_file, write_file
+    from czmodel.progress import progress_task
 
     arrays = {k: np.asarray(v) for k, v in tensors.items()}
     results = compress_tensors(arrays, config, op_types)
@@ -266,10 +275,26 @@ def save(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], config: Any
     dtypes = {r.name: _tensor_dtype(arrays[r.name], r.node) for r in results}
     if graph is not None and hasattr(graph, "to_header"):
         graph = graph.to_header()
-    data = build_file(nodes, metadata=metadata, tensor_dtypes=dtypes, graph=graph,
-                      calibration=calibration_to_header(calibration))
+    with progress_task(len(nodes), desc="entropy coding") as bar:
+        data = build_file(_Advancing(nodes, bar), metadata=metadata, tensor_dtypes=dtypes,
+                          graph=graph, calibration=calibration_to_header(calibration))
     write_file(path, data)
     return build_report(path, results)
+
+
+class _Advancing(dict):
+    """The nodes for ``build_file``: its one pass over ``items()`` (tensor by tensor:
+    entropy coding and packing, often most of a save's time) advances ``bar``."""
+
+    def __init__(self, nodes: Mapping[str, Node], bar: Any) -> None:
+        super().__init__(nodes)
+        self.bar = bar
+
+    def items(self):  # type: ignore[override]
+        for name, node in super().items():
+            self.bar.set_postfix_str(name)
+            yield name, node
+            self.bar.advance(1)
 
 
 def _tensor_dtype(a: np.ndarray, node: Node) -> str:

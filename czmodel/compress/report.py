@@ -73,20 +73,35 @@ class Report:
                 round(r.weight_bits_pqh, 2), round(r.index_bits_pq, 2),
                 round(r.index_bits_pqh, 2), f"{r.rate_pq:.1f}x", f"{r.rate_pqh:.1f}x"]
 
+    def _table_rows(self) -> list[list[Any]]:
+        return [self._cells(r) for r in self.rows] + [self._cells(self.totals())]
+
+    def _summary(self) -> str:
+        e = self.energy
+        if not e:
+            return ""
+        return (f"file: {self.file_bytes:,} bytes vs {self.fp32_bytes:,} fp32 "
+                f"({self.file_ratio:.1f}x). Energy per inference (45 nm, one use per "
+                f"weight): {e['compressed_uj']:.2f} uJ vs {e['fp32_uj']:.2f} uJ fp32 "
+                f"({e['fp32_uj'] / e['compressed_uj']:.1f}x less); weights "
+                f"{'fit' if e['fits_on_chip'] else 'do not fit'} in a "
+                f"{e['on_chip_bytes'] >> 20} MiB SRAM")
+
     def to_text(self) -> str:
         from czmodel.cli.table import render
 
-        rows = [self._cells(r) for r in self.rows] + [self._cells(self.totals())]
-        out = render(self._HEAD, rows, "lrrrrrrrr")
-        e = self.energy
-        if e:
-            out += (f"\n\nfile: {self.file_bytes:,} bytes vs {self.fp32_bytes:,} fp32 "
-                    f"({self.file_ratio:.1f}x). Energy per inference (45 nm, one use per "
-                    f"weight): {e['compressed_uj']:.2f} uJ vs {e['fp32_uj']:.2f} uJ fp32 "
-                    f"({e['fp32_uj'] / e['compressed_uj']:.1f}x less); weights "
-                    f"{'fit' if e['fits_on_chip'] else 'do not fit'} in a "
-                    f"{e['on_chip_bytes'] >> 20} MiB SRAM")
-        return out
+        out = render(self._HEAD, self._table_rows(), "lrrrrrrrr")
+        summary = self._summary()
+        return out + ("\n\n" + summary if summary else "")
+
+    def print(self, file: Any = None) -> None:
+        """Print the report: a rich table in a terminal, else exactly ``to_text()``."""
+        from czmodel.cli.table import print_table
+
+        print_table(self._HEAD, self._table_rows(), "lrrrrrrrr", total_row=True, file=file)
+        summary = self._summary()
+        if summary:
+            print("\n" + summary, file=file)
 
     def to_markdown(self) -> str:
         rows = [self._cells(r) for r in self.rows] + [self._cells(self.totals())]

@@ -133,8 +133,12 @@ class NumbaBackend(ReferenceBackend):
         self.log = F.BuildLog()
         if threads is not None:
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-            from threadpoolctl import threadpool_limits
-            self._blas_limit = threadpool_limits(limits=int(threads))   # process-wide
+            try:  # optional: caps numpy's BLAS threads (the dev extra installs it)
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                self._blas_limit = None
+            else:
+                self._blas_limit = threadpool_limits(limits=int(threads))   # process-wide
 
     def op(self, op: str) -> Callable:
         fn = self.OPS.get(op)

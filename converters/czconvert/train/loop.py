@@ -2,21 +2,22 @@
 
 Hooks are objects with optional ``after_backward(model)`` and ``after_step(model)`` methods
 (a ``Pruner`` zeroes pruned gradients and re-applies masks; a ``TrainedQuantizer`` turns
-weight gradients into centroid gradients). Progress bars use tqdm when it is installed, else
-a plain textual bar on stderr; both are off when stderr is not a terminal.
+weight gradients into centroid gradients). Progress bars come from ``czmodel.progress``
+(rich on a terminal, nothing when stderr is piped).
 """
 
 from __future__ import annotations
 
 import math
 import random
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+from czmodel.progress import progress
 
 from .distill import kd_loss
 
@@ -26,63 +27,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
-
-
-def _tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class _TextBar:
-    """A minimal progress bar on stderr (used when tqdm is not installed)."""
-
-    def __init__(self, it: Iterable, total: int | None, desc: str) -> None:
-        self.it, self.total, self.desc = it, total, desc
-        self.postfix = ""
-
-    def set_postfix_str(self, s: str) -> None:
-        self.postfix = s
-
-    def __iter__(self):
-        t0, last = time.perf_counter(), 0.0
-        for i, x in enumerate(self.it, 1):
-            yield x
-            now = time.perf_counter()
-            if now - last > 0.2 or i == self.total:
-                last = now
-                frac = i / self.total if self.total else 0.0
-                bar = "#" * int(30 * frac)
-                sys.stderr.write(f"\r{self.desc} [{bar:<30}] {i}/{self.total or '?'} "
-                                 f"{now - t0:.0f}s {self.postfix}")
-                sys.stderr.flush()
-        sys.stderr.write("\n")
-
-
-class _NoBar:
-    def __init__(self, it: Iterable) -> None:
-        self.it = it
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def __iter__(self):
-        return iter(self.it)
-
-
-def progress(it: Iterable, total: int | None = None, desc: str = "",
-             enable: bool | None = None) -> Any:
-    """Wrap ``it`` in a progress bar (``enable=None``: only when stderr is a terminal)."""
-    if enable is None:
-        enable = _tty()
-    if not enable:
-        return _NoBar(it)
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _TextBar(it, total, desc)
-    return tqdm(it, total=total, desc=desc, leave=False, file=sys.stderr)
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int,
