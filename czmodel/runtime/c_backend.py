@@ -196,9 +196,12 @@ class CModel:
         the output shapes of the previous call with the same input shapes (a wrong guess is
         detected by C and the call is repeated without buffers); larger ones are wrapped
         without a copy."""
-        if fetch:
-            raise UnsupportedError("the C backend returns graph outputs only (no fetch of "
-                                   "intermediates); use backend='reference' or 'numba'")
+        if fetch:   # graph outputs are always returned; intermediates are not kept by C
+            missing = [f for f in fetch if f not in self._out_names]
+            if missing:
+                raise UnsupportedError(f"the C backend returns graph outputs only, not "
+                                       f"{missing[0]!r}; use backend='reference' or 'numba' to "
+                                       "fetch intermediates")
         if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise RuntimeInputError(f"feeds must be a mapping name -> array, got "
                                     f"{type(feeds).__name__}")
