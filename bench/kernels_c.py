@@ -11,9 +11,11 @@ int8 both the bare MatMulInteger (uint8 input handed over, int32 out) and the fa
 "ort_dq_mmi" = DynamicQuantizeLinear + MatMulInteger + Cast + 2 Mul, i.e. the same work as
 our int8 linear (quantize the activations, integer GEMM, rescale). Note: ORT's AVX2 u8s8
 MatMulInteger saturates (vpmaddubsw) with full-range int8 weights, so its output is off by
-~20% here (recorded as int8_rel_err); ours is exact. RELIDX runs with the derived u16 column
-cache (czk_relidx_prepare, what the format layer builds at open) and without it
-("cz_relidx_walk"). Our outputs are checked against numpy in the same run. Writes
+~20% here (recorded as int8_rel_err); ours is exact. RELIDX runs from the u16 column cache
+with the gap stream released (val_ptr + col16 + values: what the format layer builds at open)
+and from the gap stream alone ("cz_relidx_walk", the CZ_RELIDX_COLS=0 lean mode). int8 runs with
+the weights packed once (czk_affine_prepare, what the graph does at load for Linear / Gemm
+weights) and, as "cz_int8_repack", repacking them on every call (batch >= 4). Our outputs are checked against numpy in the same run. Writes
 bench/results/kernels_c.json (partial runs with --only / --quick write nothing).
 
     python bench/kernels_c.py [--rounds 11] [--quick] [--only linear|conv]
@@ -50,7 +52,8 @@ double czb_time_linear(const cz_form *f, int64_t batch, const float *x, float *y
 int czb_conv(const cz_form *f, const int64_t *pv, const float *x, const float *bias, float *y, int threads);
 double czb_time_conv(const cz_form *f, const int64_t *pv, const float *x, const float *bias, float *y, int threads, double min_s);
 int czb_features(void);
-int czb_relidx_prepare(cz_form *f);
+int czb_relidx_prepare(cz_form *f, int drop_gaps);
+int czb_affine_prepare(cz_form *f);
 """
 
 
@@ -101,7 +104,8 @@ def min_ratios(ratios: dict) -> dict:
     for name in ratios:
         a, b = name.split("/")
         key = {"relidx": "cz_relidx", "relidx_walk(no cache)": "cz_relidx_walk", "dense": "cz_dense",
-               "int8": "cz_int8", "conv_f32": "cz_conv_f32", "conv_int8": "cz_conv_int8"}.get(a)
+               "int8": "cz_int8", "int8_repack": "cz_int8_repack", "conv_f32": "cz_conv_f32",
+               "conv_int8": "cz_conv_int8"}.get(a)
         peer = {"ort_conv": "ort_conv_f32"}.get(b, b)
         if key in LAST_MIN and peer in LAST_MIN:
             out[name] = LAST_MIN[key] / LAST_MIN[peer]
@@ -200,8 +204,13 @@ def main():
             fd = lib.czb_form_dense(R, C, ptr(W))
             fr = lib.czb_form_relidx(R, C, ptr(idx, "int16_t *"), ptr(lut), 32, 5)
             fr_walk = lib.czb_form_relidx(R, C, ptr(idx, "int16_t *"), ptr(lut), 32, 5)
-            lib.czb_relidx_prepare(fr)   # derived u16 column cache, as the format layer builds at open
+            # u16 column cache with the gap stream released: what the format layer builds at open
+            lib.czb_relidx_prepare(fr, 1)
             fa = lib.czb_form_affine_rows(R, C, ptr(q, "int8_t *"), ptr(sc))
+            # weights packed once (as the graph does at load for Linear / Gemm weights); the
+            # unpacked form "cz_int8_repack" repacks them on every batch >= 4 call
+            fa_rp = lib.czb_form_affine_rows(R, C, ptr(q, "int8_t *"), ptr(sc))
+            packed = lib.czb_affine_prepare(fa) == 0
             sess = (ort[0](W), ort[1](q), ort[3](q, sc)) if ort else None
             for B in (1, 32):
                 X = rng.uniform(-1, 1, (B, C)).astype(np.float32)
@@ -213,11 +222,14 @@ def main():
                 yw = np.empty((B, R), np.float32)
                 lib.czb_linear(fr_walk, B, ptr(X), ptr(yw), 1)
                 lib.czb_linear(fa, B, ptr(X), ptr(ya), 1)
+                ya_rp = np.empty((B, R), np.float32)
+                lib.czb_linear(fa_rp, B, ptr(X), ptr(ya_rp), 1)
                 ok_d = np.allclose(yd, X @ W.T, rtol=1e-4, atol=1e-3)
                 ok_r = np.allclose(yr, X @ Ws.T, rtol=1e-4, atol=1e-4) and \
                     np.allclose(yw, X @ Ws.T, rtol=1e-4, atol=1e-4)
                 ref_a = X @ Wq.T
-                ok_a = float(np.abs(ya - ref_a).max()) <= 0.02 * float(np.abs(ref_a).max())
+                ok_a = float(np.abs(ya - ref_a).max()) <= 0.02 * float(np.abs(ref_a).max()) \
+                    and np.array_equal(ya, ya_rp)   # packed once == repacked, bit for bit
                 peer_err = None
                 xv = X[0] if B == 1 else None
                 XT = np.ascontiguousarray(X.T)
@@ -226,6 +238,7 @@ def main():
                     "cz_relidx": lambda: lib.czb_linear(fr, B, ptr(X), ptr(yr), 1),
                     "cz_relidx_walk": lambda: lib.czb_linear(fr_walk, B, ptr(X), ptr(yr), 1),
                     "cz_int8": lambda: lib.czb_linear(fa, B, ptr(X), ptr(ya), 1),
+                    "cz_int8_repack": lambda: lib.czb_linear(fa_rp, B, ptr(X), ptr(ya_rp), 1),
                     "numpy_dense": (lambda: W @ xv) if B == 1 else (lambda: X @ W.T),
                     "scipy_csr": (lambda: csr @ xv) if B == 1 else (lambda: csr @ XT),
                 }
@@ -238,7 +251,8 @@ def main():
                     ydq = sess[2].run(None, {"X": X})[0]
                     peer_err = float(np.abs(ydq - ref_a).max() / np.abs(ref_a).max())
                 t = run_interleaved(m, args.rounds)
-                row = {"case": f"linear {R}x{C}", "batch": B, "times_us": {k: v * 1e6 for k, v in t.items()},
+                row = {"case": f"linear {R}x{C}", "batch": B, "int8_packed_at_load": bool(packed),
+                       "times_us": {k: v * 1e6 for k, v in t.items()},
                        "correct": {"dense": bool(ok_d), "relidx": bool(ok_r), "int8": bool(ok_a)},
                        "int8_rel_err": {"cz_int8": float(np.abs(ya - ref_a).max() / np.abs(ref_a).max()),
                                         "ort_dq_mmi": peer_err if sess else None},
@@ -252,6 +266,7 @@ def main():
                     row["ratios"]["dense/ort_matmul"] = t["cz_dense"] / t["ort_matmul"]
                     row["ratios"]["int8/ort_matmulinteger"] = t["cz_int8"] / t["ort_matmulinteger"]
                     row["ratios"]["int8/ort_dq_mmi"] = t["cz_int8"] / t["ort_dq_mmi"]
+                    row["ratios"]["int8_repack/ort_matmulinteger"] = t["cz_int8_repack"] / t["ort_matmulinteger"]
                 row["ratios_of_min"] = min_ratios(row["ratios"])
                 row["times_us_minmax"] = LAST_SPREAD
                 rows_out.append(row)

@@ -19,6 +19,13 @@ Models (built once into --work, default /tmp/czbench_models):
              12 tokens) whose mean-pooled sentence embeddings keep mean cosine >= 0.99 vs
              fp32 ORT on 32 sentences.
 
+Resident weight memory is the sum of cz_tensor_resident_bytes (what the C runtime keeps for
+the weights: sparse weights as val_ptr + u16 columns + values, int8 weights of Linear/Gemm
+also packed once for the int8 GEMM); the table also gives it with relidx weights kept as the
+file's gap stream (CZ_RELIDX_COLS=0) and without the int8 packing (CZ_INT8_PACK=0). Load time
+is CModel(path) (cz_open_file: every CRC, decode and validation, plus the graph) against
+onnxruntime.InferenceSession creation of the fp32 ONNX file, interleaved.
+
 Protocol (/work/shared/benchmarking.md): per (model, threads) the three runners (ours, ORT fp32,
 ORT int8) are warmed up (>= 3 calls and 50 ms), then timed in interleaved samples (A B C A B C
 ...), each sample a batch of back-to-back calls lasting >= ~200 us; median per call and min/max.
@@ -389,14 +396,18 @@ def load_and_memory(case: dict, n: int) -> dict:
     m = CModel(str(case["cz"]), threads=1)
     resident = m.resident_total
     m.close()
-    # the same without the load-time u16 column cache of sparse (relidx) weights
-    os.environ["CZ_RELIDX_COLS"] = "0"
-    try:
-        m = CModel(str(case["cz"]), threads=1)
-        resident_nc = m.resident_total
-        m.close()
-    finally:
-        del os.environ["CZ_RELIDX_COLS"]
+    # the same with sparse (relidx) weights kept as the file's gap stream instead of the u16
+    # column cache (CZ_RELIDX_COLS=0, the lean EIE mode), and with int8 weights not packed
+    # for the int8 GEMM at load (CZ_INT8_PACK=0)
+    def resident_with(var: str) -> int:
+        os.environ[var] = "0"
+        try:
+            with CModel(str(case["cz"]), threads=1) as mm:
+                return mm.resident_total
+        finally:
+            del os.environ[var]
+    resident_nc = resident_with("CZ_RELIDX_COLS")
+    resident_np = resident_with("CZ_INT8_PACK")
     dense = case.get("dense_fp32_bytes") or fp32_bytes_of(case["cz"])
     return {"load_ms_median": statistics.median(t_cz) * 1e3, "load_ms_min": min(t_cz) * 1e3,
             "load_ms_max": max(t_cz) * 1e3,
@@ -406,7 +417,9 @@ def load_and_memory(case: dict, n: int) -> dict:
             "resident_bytes": int(resident), "fp32_bytes": int(dense),
             "resident_ratio": resident / dense,
             "resident_bytes_without_relidx_col_cache": int(resident_nc),
-            "resident_ratio_without_relidx_col_cache": resident_nc / dense}
+            "resident_ratio_without_relidx_col_cache": resident_nc / dense,
+            "resident_bytes_without_int8_pack": int(resident_np),
+            "resident_ratio_without_int8_pack": resident_np / dense}
 
 
 def machine() -> dict:
@@ -460,14 +473,16 @@ def table(results: list[dict], threads: list[int]) -> str:
             lines.append(f"| {r['name']} | {t} | {o['median_us']:.1f} [{o['min_us']:.1f}-"
                          f"{o['max_us']:.1f}] | {f['median_us']:.1f} | {q['median_us']:.1f} | "
                          f"{x['ratio_vs_fp32']:.2f} | {x['ratio_vs_int8']:.2f} | {tgt} |")
-    lines += ["", "| model | resident (KB) | fp32 (KB) | resident/fp32 | (no col cache) | "
-              "load (ms) | ORT session (ms) | load/ORT |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| model | resident (KB) | fp32 (KB) | resident/fp32 | (relidx gaps) | "
+              "(no int8 pack) | load (ms) | ORT session (ms) | load/ORT |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lm = r.get("load_memory")
         if lm:
             lines.append(f"| {r['name']} | {lm['resident_bytes'] / 1e3:.1f} | "
                          f"{lm['fp32_bytes'] / 1e3:.1f} | {lm['resident_ratio']:.3f} | "
                          f"{lm['resident_ratio_without_relidx_col_cache']:.3f} | "
+                         f"{lm['resident_ratio_without_int8_pack']:.3f} | "
                          f"{lm['load_ms_median']:.2f} | {lm['ort_session_ms_median']:.2f} | "
                          f"{lm['load_ratio']:.2f} |")
     return "\n".join(lines)

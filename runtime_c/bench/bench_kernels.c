@@ -61,10 +61,20 @@ cz_form *czb_form_relidx(int64_t rows, int64_t cols, const int16_t *idx, const f
     f->resident_bytes = (uint64_t)ng + (uint64_t)nnz + (uint64_t)(rows + 1) * 16 + (uint64_t)k * 4;
     return f;
 }
-/* derived u16 column cache (what the format layer builds at open via czk_relidx_prepare) */
-int czb_relidx_prepare(cz_form *f) {
+/* derived u16 column cache; drop_gaps: then release the gap stream and gap_ptr (what the
+ * format layer builds at open: val_ptr + col16 + values only) */
+int czb_relidx_prepare(cz_form *f, int drop_gaps) {
     void *owned;
-    return czk_relidx_prepare(f, NULL, &owned);   /* leaked with the form (bench only) */
+    cz_status st = czk_relidx_prepare(f, NULL, &owned);   /* leaked with the form (bench only) */
+    if (st == CZ_OK && drop_gaps && f->relidx_col16) {
+        int64_t ng = f->u.relidx.gap_ptr[f->rows];
+        free((void *)f->u.relidx.gaps);
+        free((void *)f->u.relidx.gap_ptr);
+        f->u.relidx.gaps = NULL;
+        f->u.relidx.gap_ptr = NULL;
+        f->resident_bytes -= (uint64_t)ng + (uint64_t)(f->rows + 1) * 8;
+    }
+    return st;
 }
 cz_form *czb_form_affine_rows(int64_t rows, int64_t cols, const int8_t *q, const float *scale) {
     cz_form *f = calloc(1, sizeof *f);
@@ -72,6 +82,13 @@ cz_form *czb_form_affine_rows(int64_t rows, int64_t cols, const int8_t *q, const
     f->rows = rows; f->cols = cols;
     f->u.affine.q = q; f->u.affine.bits = 8; f->u.affine.scale = scale; f->u.affine.per_row = 1;
     return f;
+}
+/* int8 weights packed once for the int8 GEMM (what the graph does at load for the weights
+ * of Linear / Gemm nodes); 0 when packed, else a status or -1 (path not used here) */
+int czb_affine_prepare(cz_form *f) {
+    void *owned;
+    cz_status st = czk_affine_prepare(f, NULL, &owned);   /* leaked with the form (bench only) */
+    return st ? (int)st : f->affine_p8 ? 0 : -1;
 }
 void czb_form_set_shape4(cz_form *f, int64_t a, int64_t b, int64_t c, int64_t d) {
     f->ndim = 4; f->shape[0] = a; f->shape[1] = b; f->shape[2] = c; f->shape[3] = d;
@@ -151,7 +168,7 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < R; i++) sc[i] = 0.01f;
         cz_form *fd = czb_form_dense(R, C, w), *fr = czb_form_relidx(R, C, idx, lut, 32, 5),
                 *fa = czb_form_affine_rows(R, C, q, sc);
-        czb_relidx_prepare(fr);
+        czb_relidx_prepare(fr, 1);
         for (int bi = 0; bi < 2; bi++) {
             int64_t B = bi ? 32 : 1;
             float *x = malloc(B * C * 4), *y = malloc(B * R * 4);

@@ -227,12 +227,12 @@ static const char *const RELIDX_MSG[5] = {"", "a value lands past the end of the
                                           "the row's gaps consume more values than val_ptr gives it",
                                           "the row's gaps consume fewer values than val_ptr gives it"};
 
-/* Walk the gaps of every row (the relidx decode checks); writes values when out != NULL.
- * Returns 0 or the failure code (1..4) with *bad_row set. */
+/* Walk the gaps of every row (the relidx decode checks); writes values when out != NULL and
+ * the absolute column of every value when col16 != NULL (indexed by the value index; the
+ * caller guarantees cols <= 65536). Returns 0 or the failure code (1..4) with *bad_row set. */
 int cz_relidx_walk(const uint8_t *gaps, const int64_t *gp, const int64_t *vp, int64_t rows,
-                   int64_t cols, int gap_bits, const float *values, float *out, int64_t *bad_row);
-int cz_relidx_walk(const uint8_t *gaps, const int64_t *gp, const int64_t *vp, int64_t rows,
-                   int64_t cols, int gap_bits, const float *values, float *out, int64_t *bad_row) {
+                   int64_t cols, int gap_bits, const float *values, float *out, uint16_t *col16,
+                   int64_t *bad_row) {
     int64_t fill = (1 << gap_bits) - 1;
     for (int64_t r = 0; r < rows; r++) {
         int64_t v = vp[r], v1 = vp[r + 1], p = 0;
@@ -246,6 +246,7 @@ int cz_relidx_walk(const uint8_t *gaps, const int64_t *gp, const int64_t *vp, in
                 if (p >= cols) { *bad_row = r; return 1; }
                 if (v >= v1) { *bad_row = r; return 3; }
                 if (out) out[r * cols + p] = values[v];
+                if (col16) col16[v] = (uint16_t)p;
                 v++;
                 p++;
             }
@@ -273,7 +274,8 @@ static cz_status dec_relidx(const cz_model *m, const cz_node *nd, const char *te
     TRY(st = cz_node_decode_f32(m, nd->c[0], tensor, &vals, err, errlen));
     memset(out, 0, (size_t)nd->size * 4);
     int64_t bad = -1;
-    int code = cz_relidx_walk(g.data, gp, vp, nd->rows, nd->cols, (int)nd->p_gap_bits, vals, out, &bad);
+    int code = cz_relidx_walk(g.data, gp, vp, nd->rows, nd->cols, (int)nd->p_gap_bits, vals, out, NULL,
+                              &bad);
     if (code) st = CORRUPT(nd, nd->s[0]->path, "relidx: row %lld: %s", (long long)bad, RELIDX_MSG[code]);
 done:
     cz_mem_free(&m->alloc, gp);

@@ -96,7 +96,8 @@ struct cz_form {
         struct {                   /* EIE-style relative-index CSR */
             int gap_bits;          /* filler symbol = (1 << gap_bits) - 1 */
             const int64_t *gap_ptr, *val_ptr;                   /* rows + 1 each */
-            const uint8_t *gaps;
+            const uint8_t *gaps;   /* gaps and gap_ptr are NULL when relidx_col16 holds the
+                                      positions instead (what the format layer builds) */
             cz_vals_kind vkind;
             const uint8_t *idx;    /* CODEBOOK: nnz indices into lut[k] */
             const float *lut;
@@ -131,9 +132,17 @@ struct cz_form {
     } u;
     /* ---- optional derived caches (appended; NULL = not built, kernels fall back) ---- */
     /* RELIDX: absolute column of every stored value (nnz entries, indexed like the values),
-     * built by czk_relidx_prepare() when cols <= 65536. Lets batch-1 skip the serial gap
-     * walk (2 bytes per nnz, counted in resident_bytes). */
+     * when cols <= 65536: built by the format layer at open in its validation walk (which
+     * then drops gaps and gap_ptr), or from the gaps by czk_relidx_prepare(). Lets every
+     * kernel skip the serial gap walk (2 bytes per nnz, counted in resident_bytes). Every
+     * RELIDX kernel runs from (val_ptr, col16, values) when it is set and from the gaps
+     * otherwise; at least one of the two is present. */
     const uint16_t *relidx_col16;
+    /* AFFINE: the int8 weights packed once at load into the int8 GEMM's 8-row sub-panels
+     * (czk_affine_prepare; for weights that Linear / Gemm nodes multiply, on CPUs that run
+     * the AVX2 exact int8 path). Batch >= 4 products then skip the per-call repacking.
+     * ~1 byte per weight, counted in resident_bytes. */
+    const int8_t *affine_p8;
 };
 
 /* ---- per-call workspace ------------------------------------------------------------- */
@@ -163,16 +172,31 @@ typedef struct {
 cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
                      const float *bias, float *y, cz_ws *ws);
 
+/* Row r of a form's 2-D view decoded to float32 (cols values), bit-identical to the codec's
+ * dense decode: lets Gather read embedding tables kept compressed (no dense copy at load).
+ * czk_form_row_ok: the kinds it supports (DENSE, AFFINE, CODEBOOK). */
+int czk_form_row_ok(const cz_form *w);
+void czk_form_row(const cz_form *w, int64_t r, float *out);
+
 /* CPU features found at run time (bit 0: AVX2+FMA, bit 1: AVX-512F, bit 2: AVX-512 VNNI). */
 int czk_cpu_features(void);
 
-/* Optional load-time preparation of a RELIDX form (call once after building the form, before
- * any kernel runs on it; not thread-safe against concurrent kernel calls on the same form).
- * Builds f->relidx_col16 (absolute u16 column per stored value) from the gap stream, with
- * memory from `a`, and adds its size to f->resident_bytes. *owned receives the allocation
- * (free it with cz_mem_free(a, *owned) when the form dies; NULL if nothing was built).
- * No-op (CZ_OK, *owned = NULL) for other kinds, cols > 65536, or an already prepared form.
- * Returns CZ_ERR_MEMORY or CZ_ERR_FORMAT (a value lands at col >= cols) on failure. */
+/* Optional preparation of a RELIDX form that holds only its gap stream (tests, benches; the
+ * format layer builds the cache itself at open). Call once before any kernel runs on it; not
+ * thread-safe against concurrent kernel calls on the same form. Builds f->relidx_col16
+ * (absolute u16 column per stored value) from the gap stream, with memory from `a`, and
+ * adds its size to f->resident_bytes; the gaps stay (the caller may then release them and
+ * set gaps = gap_ptr = NULL). *owned receives the allocation (free it with
+ * cz_mem_free(a, *owned) when the form dies; NULL if nothing was built).
+ * No-op (CZ_OK, *owned = NULL) for other kinds, cols > 65536, no gaps, or an already
+ * prepared form. Returns CZ_ERR_MEMORY or CZ_ERR_FORMAT (a value lands at col >= cols). */
 cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned);
+
+/* Optional load-time packing of an AFFINE form for the int8 GEMM (batch >= 4): builds
+ * f->affine_p8 with memory from `a`, adds its size to f->resident_bytes, *owned receives the
+ * allocation (NULL if nothing was built). No-op (CZ_OK) for other kinds, CPUs that do not
+ * run the AVX2 exact int8 path (no AVX2, or AVX-512 VNNI), odd group sizes, or an already
+ * packed form. Same threading rule as czk_relidx_prepare. CZ_ERR_MEMORY on failure. */
+cz_status czk_affine_prepare(cz_form *f, const cz_allocator *a, void **owned);
 
 #endif /* CZ_INTERNAL_H */

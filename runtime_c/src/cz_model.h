@@ -165,6 +165,15 @@ cz_status cz_node_decode_f32(const cz_model *m, const cz_node *node, const char 
 /* Decode tensor `index` densely into `out` in the tensor's dtype (numel * dtype size). */
 cz_status cz_tensor_decode(const cz_model *m, int index, void *out, char *err, size_t errlen);
 
+/* The relidx validation walk (codecs.c): every check of the decode; writes the dense values
+ * into out (rows x cols, zeroed by the caller) when out != NULL and the absolute column of
+ * every value into col16 (cols <= 65536) when col16 != NULL. 0, or a failure code 1..4 with
+ * *bad_row set: 1 a value lands past the end of the row, 2 a filler moves past it, 3 the
+ * row's gaps consume more values than val_ptr gives it, 4 fewer. */
+int cz_relidx_walk(const uint8_t *gaps, const int64_t *gp, const int64_t *vp, int64_t rows,
+                   int64_t cols, int gap_bits, const float *values, float *out, uint16_t *col16,
+                   int64_t *bad_row);
+
 /* Build the kernel form of a node (memory kept by the model). */
 cz_status cz_form_build(cz_model *m, const cz_node *node, const char *tensor, cz_form **out,
                         char *err, size_t errlen);

@@ -2,7 +2,11 @@
  *
  *   dense (any stream dtype)              -> DENSE f32 (raw aligned f32 streams used in place)
  *   relidx                                -> RELIDX; values child = per-tensor codebook ->
- *                                            CODEBOOK vals (idx + LUT), else F32 vals
+ *                                            CODEBOOK vals (idx + LUT), else F32 vals; with
+ *                                            cols <= 65536 the u16 column of every value is
+ *                                            built in the validation walk and the gap stream
+ *                                            and gap_ptr are dropped (CZ_RELIDX_COLS=0 in the
+ *                                            environment keeps the gaps instead)
  *   codebook per tensor / per channel ax 0 -> CODEBOOK (per_row for axis 0)
  *   affine per tensor / axis 0 / groups    -> AFFINE (q widened to int8, zero points int32;
  *                                            unsigned 8-bit q is stored as q-128 with zp-128)
@@ -11,12 +15,10 @@
  *   anything else (block, codebook/affine on another axis) -> decoded -> DENSE
  * Every decode check of the codec runs here too, so kernels may trust the forms.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cz_model.h"
-
-int cz_relidx_walk(const uint8_t *gaps, const int64_t *gp, const int64_t *vp, int64_t rows,
-                   int64_t cols, int gap_bits, const float *values, float *out, int64_t *bad_row);
 
 cz_status cz_model_keep(cz_model *m, void *p, char *err, size_t errlen) {
     if (!p) return CZ_OK;
@@ -153,12 +155,20 @@ static cz_status build_vals(cz_model *m, const cz_node *v, const char *tensor, c
     return CZ_OK;
 }
 
+/* keep: the array is kept by the model; else the caller frees *out (also on failure) */
 static cz_status ptrs_i64(cz_model *m, const cz_node *nd, const char *tensor, int role, uint64_t total,
-                          const int64_t **out, char *err, size_t errlen) {
+                          int keep, const int64_t **out, char *err, size_t errlen) {
     cz_buf b;
+    *out = NULL;
     cz_status st = cz_stream_read(m, nd->s[role], tensor, &b, err, errlen);
     if (st) return st;
-    int64_t *p = kalloc(m, b.n * 8, err, errlen, &st);
+    int64_t *p;
+    if (keep) {
+        p = kalloc(m, b.n * 8, err, errlen, &st);
+    } else {
+        p = cz_mem_alloc(&m->alloc, (size_t)(b.n ? b.n * 8 : 1), 64);
+        if (!p) st = cz_fail(err, errlen, CZ_ERR_MEMORY, "out of memory building kernel forms");
+    }
     if (!p) { cz_buf_free(m, &b); return st; }
     const char *rn = role == 1 ? "gap_ptr" : "val_ptr";
     for (uint64_t i = 0; i < b.n; i++)
@@ -188,37 +198,59 @@ static const char *const WALK_MSG[5] = {"", "a value lands past the end of the r
                                         "the row's gaps consume more values than val_ptr gives it",
                                         "the row's gaps consume fewer values than val_ptr gives it"};
 
+/* Build the u16 column cache (and drop the gap stream)? Not for cols > 65536; not when
+ * CZ_RELIDX_COLS=0 is set in the environment (the lean EIE mode: the kernels walk the gaps,
+ * ~3x slower at batch 1, for 1 byte per value instead of 2). */
+static int relidx_want_col16(int64_t rows, int64_t cols) {
+    if (cols > 65536 || rows <= 0) return 0;
+    const char *cc = getenv("CZ_RELIDX_COLS");
+    return !(cc && cc[0] == '0');
+}
+
 static cz_status build_relidx(cz_model *m, const cz_node *nd, const char *tensor, cz_form **out,
                               char *err, size_t errlen) {
     cz_status st;
     cz_form *f = new_form(m, nd, CZ_FORM_RELIDX, err, errlen, &st);
     if (!f) return st;
-    cz_buf g;
+    int c16 = relidx_want_col16(nd->rows, nd->cols);
+    cz_buf g = {0};
+    const int64_t *gp = NULL;
+    uint16_t *col = NULL;
     st = cz_stream_read(m, nd->s[0], tensor, &g, err, errlen);
     if (st) return st;
-    f->u.relidx.gaps = g.data;
     uint64_t ngaps = g.n;
-    st = keep_buf(m, &g, err, errlen);
-    if (st) return st;
     uint64_t nnz = (uint64_t)nd->c[0]->shape[0];
-    st = ptrs_i64(m, nd, tensor, 1, ngaps, &f->u.relidx.gap_ptr, err, errlen);
-    if (st) return st;
-    st = ptrs_i64(m, nd, tensor, 2, nnz, &f->u.relidx.val_ptr, err, errlen);
-    if (st) return st;
+    TRY(ptrs_i64(m, nd, tensor, 1, ngaps, !c16, &gp, err, errlen));
+    TRY(ptrs_i64(m, nd, tensor, 2, nnz, 1, &f->u.relidx.val_ptr, err, errlen));
     uint64_t vbytes = 0;
-    st = build_vals(m, nd->c[0], tensor, &f->u.relidx.vkind, &f->u.relidx.idx, &f->u.relidx.lut,
-                    &f->u.relidx.k, &f->u.relidx.vals, &vbytes, err, errlen);
-    if (st) return st;
+    TRY(build_vals(m, nd->c[0], tensor, &f->u.relidx.vkind, &f->u.relidx.idx, &f->u.relidx.lut,
+                   &f->u.relidx.k, &f->u.relidx.vals, &vbytes, err, errlen));
+    /* val_ptr[0] == 0 and val_ptr[rows] == nnz (checked): col is indexed by the value index */
+    if (c16 && !(col = kalloc(m, nnz * 2, err, errlen, &st))) goto done;
     int64_t bad = -1;
-    int code = cz_relidx_walk(f->u.relidx.gaps, f->u.relidx.gap_ptr, f->u.relidx.val_ptr, nd->rows,
-                              nd->cols, (int)nd->p_gap_bits, NULL, NULL, &bad);
-    if (code)
-        return cz_fail_at(err, errlen, CZ_ERR_CORRUPT, tensor, nd->s[0]->path, -1, "relidx: row %lld: %s",
-                          (long long)bad, WALK_MSG[code]);
+    int code = cz_relidx_walk(g.data, gp, f->u.relidx.val_ptr, nd->rows, nd->cols,
+                              (int)nd->p_gap_bits, NULL, NULL, col, &bad);
+    if (code) {
+        st = cz_fail_at(err, errlen, CZ_ERR_CORRUPT, tensor, nd->s[0]->path, -1, "relidx: row %lld: %s",
+                        (long long)bad, WALK_MSG[code]);
+        goto done;
+    }
     f->u.relidx.gap_bits = (int)nd->p_gap_bits;
-    f->resident_bytes = ngaps + 2 * ((uint64_t)nd->rows + 1) * 8 + vbytes;
+    if (c16) {   /* the positions live in col16 only: the gaps and gap_ptr are released */
+        f->relidx_col16 = col;
+        f->resident_bytes = nnz * 2 + ((uint64_t)nd->rows + 1) * 8 + vbytes;
+    } else {
+        f->u.relidx.gaps = g.data;
+        f->u.relidx.gap_ptr = gp;
+        gp = NULL;                             /* kept by the model */
+        TRY(keep_buf(m, &g, err, errlen));
+        f->resident_bytes = ngaps + 2 * ((uint64_t)nd->rows + 1) * 8 + vbytes;
+    }
     *out = f;
-    return CZ_OK;
+done:
+    if (c16) cz_mem_free(&m->alloc, (void *)gp);
+    cz_buf_free(m, &g);
+    return st;
 }
 
 static cz_status build_nm(cz_model *m, const cz_node *nd, const char *tensor, cz_form **out,
@@ -315,13 +347,25 @@ static cz_status build_affine(cz_model *m, const cz_node *nd, const char *tensor
     if (nd->s[2]) TRY(cz_stream_read(m, nd->s[2], tensor, &zb, err, errlen));
     int bits = (int)nd->p_bits, sg = nd->p_signed, half = 1 << (bits - 1), full = 1 << bits;
     int shift = (!sg && bits == 8) ? 128 : 0;   /* unsigned 8-bit: store q-128, zp-128 */
-    int8_t *q = kalloc(m, qb.n, err, errlen, &st);
-    if (!q) goto done;
-    const uint8_t *qs = qb.data;
-    for (uint64_t i = 0; i < qb.n; i++) {
-        int v = (sg && qs[i] >= half) ? qs[i] - full : qs[i];
-        q[i] = (int8_t)(v - shift);
+    /* q widened to int8: signed 8-bit symbols are int8 as they are (used in place: the
+     * decoded buffer or the file bytes); others are converted in the decoded buffer when
+     * there is one (no second copy), else into a new one */
+    const int8_t *q;
+    if (sg && bits == 8) {
+        q = (const int8_t *)qb.data;
+    } else {
+        const uint8_t *qs = qb.data;
+        int8_t *qd = qb.owned ? (int8_t *)qb.owned : kalloc(m, qb.n, err, errlen, &st);
+        if (!qd) goto done;
+        if (sg)                                   /* sign-extend a bits-wide field */
+            for (uint64_t i = 0; i < qb.n; i++) qd[i] = (int8_t)((qs[i] ^ half) - half);
+        else if (shift)
+            for (uint64_t i = 0; i < qb.n; i++) qd[i] = (int8_t)((int)qs[i] - shift);
+        else if ((const void *)qd != (const void *)qs)
+            memcpy(qd, qs, (size_t)qb.n);
+        q = qd;
     }
+    if (qb.owned) TRY(keep_buf(m, &qb, err, errlen));
     uint64_t S = sb.n;
     int32_t *zp = NULL;
     if (zb.data || shift) {

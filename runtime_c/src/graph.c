@@ -444,8 +444,14 @@ static cz_status build(cz_graph *g, const cz_mp *d, const gm_tensors *tens, char
     return CZ_OK;
 }
 
-/* Can a node read file tensor input `slot` as a kernel form? */
-static int form_use(const cz_gnode *nd, int slot) {
+/* Can a node read file tensor input `slot` (rank ndim, kernel form f) as a kernel form?
+ * Gather along axis 0 decodes the rows it picks from the form (czk_form_row), so an
+ * embedding table stays compressed instead of being decoded densely at load. */
+static int form_use(const cz_gnode *nd, int slot, const cz_form *f, int ndim) {
+    if (nd->op == OP_GATHER && slot == 0) {
+        int64_t ax = nd->attr[A_GATHER_AXIS].i;
+        return czk_form_row_ok(f) && ndim >= 1 && (ax == 0 || ax == -ndim);
+    }
     if (slot != 1) return 0;
     if (nd->op == OP_LINEAR || nd->op == OP_CONV) return 1;
     if (nd->op == OP_GEMM) return nd->attr[A_GEMM_TRANSB].i == 1;
@@ -471,11 +477,14 @@ static cz_status bind_tensors(cz_graph *g, cz_model *m, char *err, size_t errlen
         gv->dense = tv.dense;
         if (!gv->dense && tv.form && tv.form->kind == CZ_FORM_DENSE && tv.dtype == CZ_F32)
             gv->dense = tv.form->u.dense.w;
-        int need_dense = !tv.form;
+        int need_dense = !tv.form, gemm_use = 0;
         for (int i = 0; i < g->n_nodes && !need_dense; i++) {
             const cz_gnode *nd = &g->nodes[i];
-            for (int k = 0; k < nd->n_in; k++)
-                if (nd->in[k] == v && !form_use(nd, k)) need_dense = 1;
+            for (int k = 0; k < nd->n_in; k++) {
+                if (nd->in[k] != v) continue;
+                if (!form_use(nd, k, tv.form, tv.ndim)) need_dense = 1;
+                else if (nd->op == OP_LINEAR || nd->op == OP_GEMM) gemm_use = 1;
+            }
         }
         if (need_dense && !gv->dense) {
             /* only big compressed float tensors lack dense data (cz_model.h) */
@@ -495,15 +504,15 @@ static cz_status bind_tensors(cz_graph *g, cz_model *m, char *err, size_t errlen
             gv->dense = p;
         }
         if (gv->form && !(gv->dtype == CZ_F32)) gv->form = NULL;
-        /* sparse (RELIDX) weights get their u16 column cache (2 bytes per stored value,
-         * counted in the resident bytes): batch-1 products then skip the serial gap walk
-         * (~3x faster). CZ_RELIDX_COLS=0 in the environment keeps only the file's form. */
-        const char *cc = getenv("CZ_RELIDX_COLS");
-        if (gv->form && gv->form->kind == CZ_FORM_RELIDX && !(cc && cc[0] == '0')) {
+        /* int8 weights of Linear / Gemm: packed once for the int8 GEMM (batch >= 4 then
+         * skips the per-call repacking; ~1 byte per weight, counted in the resident bytes).
+         * CZ_INT8_PACK=0 in the environment keeps only the row-major weights. */
+        const char *pk = getenv("CZ_INT8_PACK");   /* "0": repack per call instead */
+        if (gemm_use && gv->form && gv->form->kind == CZ_FORM_AFFINE && !(pk && pk[0] == '0')) {
             void *p = NULL;
-            cz_status st = gm_prepare_form(m, gv->index, &p);
-            if (st) return cz_fail(err, errlen, st, "tensor '%.80s': cannot prepare its "
-                                   "sparse form", gv->name);
+            cz_status st = gm_prepare_affine(m, gv->index, &p);
+            if (st) return cz_fail(err, errlen, st, "tensor '%.80s': cannot pack its int8 "
+                                   "weights", gv->name);
             if (p) g->owned[g->n_owned++] = p;
         }
     }

@@ -50,15 +50,15 @@ static inline cz_status gm_decode_f32(const cz_model *m, int i, float *out, uint
     return cz_model_decode_f32(m, i, out, count, err, errlen);
 }
 
-/* Load-time kernel preparation of tensor i's form (RELIDX: the u16 column cache that lets
- * batch-1 kernels skip the serial gap walk). The extra memory is added to the tensor's
- * resident bytes; *owned receives it (free with the model's allocator), NULL if none. */
-static inline cz_status gm_prepare_form(cz_model *m, int i, void **owned) {
+/* Load-time packing of tensor i's AFFINE form for the int8 GEMM (czk_affine_prepare); the
+ * extra memory is added to the tensor's resident bytes; *owned receives it (free with the
+ * model's allocator), NULL if none. */
+static inline cz_status gm_prepare_affine(cz_model *m, int i, void **owned) {
     cz_tensor_entry *t = &m->tensors[i];
     *owned = NULL;
-    if (!t->form || t->form->kind != CZ_FORM_RELIDX) return CZ_OK;
+    if (!t->form || t->form->kind != CZ_FORM_AFFINE) return CZ_OK;
     uint64_t before = t->form->resident_bytes;
-    cz_status st = czk_relidx_prepare(t->form, &m->alloc, owned);
+    cz_status st = czk_affine_prepare(t->form, &m->alloc, owned);
     if (st == CZ_OK && t->form->resident_bytes > before)
         t->resident_bytes += t->form->resident_bytes - before;
     return st;

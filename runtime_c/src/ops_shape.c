@@ -368,7 +368,10 @@ static cz_status op_gather(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
     if (!cz_normalize_axis(nd->attr[A_GATHER_AXIS].i, X->ndim, &ax))
         return cz_ex_fail(ex, CZ_ERR_SHAPE, "axis %lld is out of range for rank %d",
                           (long long)nd->attr[A_GATHER_AXIS].i, X->ndim);
-    if (!X->data) return cz_ex_fail(ex, CZ_ERR_UNSUPPORTED, "input has no dense data");
+    /* a file tensor kept as a kernel form (graph.c form_use): rows decoded from the form */
+    const cz_form *F = !X->data && X->form && ax == 0 && czk_form_row_ok(X->form) &&
+                       X->dtype == CZ_F32 ? X->form : NULL;
+    if (!X->data && !F) return cz_ex_fail(ex, CZ_ERR_UNSUPPORTED, "input has no dense data");
     int64_t dim = X->shape[ax];
     for (uint64_t i = 0; i < I->n; i++) {
         int64_t v = cz_rt_get_i(I, i);
@@ -391,6 +394,16 @@ static cz_status op_gather(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
     for (int d = 0; d < ax; d++) outer *= (uint64_t)X->shape[d];
     for (int d = ax + 1; d < X->ndim; d++) inner *= (uint64_t)X->shape[d];
     uint8_t *y = out[0]->data;
+    if (F) {   /* axis 0: outer == 1, one form row (F->cols floats) per index */
+        if (F->rows != dim || (uint64_t)F->cols * es != inner)
+            return cz_ex_fail(ex, CZ_ERR_UNSUPPORTED, "data form does not match its shape");
+        for (uint64_t i = 0; i < I->n; i++) {
+            int64_t v = cz_rt_get_i(I, i);
+            czk_form_row(F, v < 0 ? v + dim : v, (float *)(void *)y);
+            y += inner;
+        }
+        return CZ_OK;
+    }
     for (uint64_t o = 0; o < outer; o++)
         for (uint64_t i = 0; i < I->n; i++) {
             int64_t v = cz_rt_get_i(I, i);

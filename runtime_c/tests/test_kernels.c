@@ -11,9 +11,11 @@
  *   tolerance, except int8 (AFFINE) conv whose dynamic activation quantization makes it
  *   differ from the float conv: it is checked bit-for-tolerance against czk_conv2d_ref
  *   (same quantization) and loosely (2% of the output's max magnitude) against the naive conv.
- * Coverage of the fast paths: half of the random RELIDX forms carry the derived u16 column
- * cache (czk_relidx_prepare), the other half run the gap walk; the int8 accumulators are
- * checked at batch 1/3 (GEMV) and 17/64 (packed int16 GEMM) for every scale layout; conv
+ * Coverage of the fast paths: RELIDX forms run in each position mode (relidx_mode: gaps only,
+ * gaps + u16 column cache, column cache only as the format layer builds it) -- every mode
+ * explicitly in test_forms / test_relidx_batches / test_conv, a random one elsewhere; the int8 accumulators are
+ * checked at batch 1/3 (GEMV) and 5..64 (packed int16 GEMM) for every scale layout, with the
+ * weights repacked per call and packed once at load (czk_affine_prepare); conv
  * cases with per-row int8 weights run the per-pixel column quantization path, group-wise
  * ones the patches path; test_gemm_inplace drives the GEMM's unpacked k-major B path.
  */
@@ -87,6 +89,24 @@ static void mk_vals(int64_t nnz, int cb, int k, cz_vals_kind *vk, const uint8_t 
         *vk = CZ_VALS_F32; *vals = frandv(nnz); *idx = NULL; *lut = NULL; *kk = 0;
     }
 }
+/* RELIDX position modes: 0 the gap stream only (the lean mode, cols > 65536), 1 gaps + the
+ * u16 column cache (kernels use col16, the reference walks the gaps: a cross-check of the
+ * cache), 2 col16 only (gaps and gap_ptr released: what the format layer builds; the
+ * reference runs from col16 too). Random forms draw a mode; g_relidx_mode >= 0 forces one. */
+static int g_relidx_mode = -1;
+static void relidx_mode(cz_form *f, int mode) {
+    if (mode == 0) return;
+    void *owned;
+    g_checks++;
+    if (czk_relidx_prepare(f, NULL, &owned) != CZ_OK || (f->rows > 0 && !f->relidx_col16)) {
+        fprintf(stderr, "FAIL relidx_prepare\n"); g_fail++;
+        return;
+    }
+    if (mode == 2 && f->relidx_col16) {
+        free((void *)f->u.relidx.gaps); free((void *)f->u.relidx.gap_ptr);
+        f->u.relidx.gaps = NULL; f->u.relidx.gap_ptr = NULL;
+    }
+}
 /* relidx: per-row density drawn from {0 (empty row), very sparse (filler chains), d} */
 static cz_form *mk_relidx(int64_t rows, int64_t cols, double d, int gap_bits, int cb, int k) {
     cz_form *f = new_form(CZ_FORM_RELIDX, rows, cols);
@@ -114,13 +134,7 @@ static cz_form *mk_relidx(int64_t rows, int64_t cols, double d, int gap_bits, in
     f->u.relidx.gap_ptr = gp; f->u.relidx.val_ptr = vp;
     mk_vals(nnz, cb, k, &f->u.relidx.vkind, &f->u.relidx.idx, &f->u.relidx.lut, &f->u.relidx.k,
             &f->u.relidx.vals);
-    if (irand(0, 1)) {   /* half of the forms carry the derived u16 column cache */
-        void *owned;
-        if (czk_relidx_prepare(f, NULL, &owned) != CZ_OK) {
-            fprintf(stderr, "FAIL relidx_prepare\n"); g_fail++;
-        }
-        g_checks++;
-    }
+    relidx_mode(f, g_relidx_mode >= 0 ? g_relidx_mode : irand(0, 2));
     return f;
 }
 static cz_form *mk_codebook(int64_t rows, int64_t cols, int k, int per_row) {
@@ -131,6 +145,7 @@ static cz_form *mk_codebook(int64_t rows, int64_t cols, int k, int per_row) {
     f->u.codebook.lut = frandv(per_row ? rows * k : k);
     return f;
 }
+static int g_affine_pack = -1;
 /* mode 0 per tensor, 1 per row, 2 group-wise */
 static cz_form *mk_affine(int64_t rows, int64_t cols, int bits, int mode, int64_t group, int zp) {
     cz_form *f = new_form(CZ_FORM_AFFINE, rows, cols);
@@ -148,6 +163,15 @@ static cz_form *mk_affine(int64_t rows, int64_t cols, int bits, int mode, int64_
     }
     f->u.affine.q = q; f->u.affine.bits = bits; f->u.affine.scale = s; f->u.affine.zp = z;
     f->u.affine.group = mode == 2 ? group : 0; f->u.affine.per_row = mode == 1;
+    /* half of the forms (all when g_affine_pack > 0, none when 0) carry the weights packed
+     * at load (czk_affine_prepare: a no-op where the AVX2 exact path does not run) */
+    if (g_affine_pack > 0 || (g_affine_pack < 0 && irand(0, 1))) {
+        void *owned;
+        g_checks++;
+        if (czk_affine_prepare(f, NULL, &owned) != CZ_OK) {
+            fprintf(stderr, "FAIL affine_prepare\n"); g_fail++;
+        }
+    }
     return f;
 }
 static cz_form *mk_nm(int64_t rows, int64_t cols, int n, int m, int cb, int k) {
@@ -203,6 +227,7 @@ static void free_form(cz_form *f) {
     case CZ_FORM_CODEBOOK: free((void *)f->u.codebook.idx); free((void *)f->u.codebook.lut); break;
     case CZ_FORM_AFFINE:
         free((void *)f->u.affine.q); free((void *)f->u.affine.scale); free((void *)f->u.affine.zp);
+        if (f->affine_p8) cz_mem_free(cz_default_allocator(), (void *)f->affine_p8);
         break;
     case CZ_FORM_NM:
         free((void *)f->u.nm.pos); free((void *)f->u.nm.idx); free((void *)f->u.nm.lut);
@@ -314,12 +339,15 @@ static void test_forms(void) {
     for (int s = 0; s < 8; s++) {
         int64_t R = shapes[s][0], C = shapes[s][1];
         for (int rep = 0; rep < 3; rep++) {
-            cz_form *fs[16];
+            cz_form *fs[24];
             int nf = 0;
             fs[nf++] = mk_dense(R, C);
-            fs[nf++] = mk_relidx(R, C, 0.1, irand(2, 8), 1, KS[irand(0, 9)]);
-            fs[nf++] = mk_relidx(R, C, 0.5, irand(2, 8), 0, 0);
-            fs[nf++] = mk_relidx(R, C, 0.02, 2, 1, 4);   /* long filler chains */
+            for (g_relidx_mode = 0; g_relidx_mode < 3; g_relidx_mode++) {   /* every mode */
+                fs[nf++] = mk_relidx(R, C, 0.1, irand(2, 8), 1, KS[irand(0, 9)]);
+                fs[nf++] = mk_relidx(R, C, 0.5, irand(2, 8), 0, 0);
+                fs[nf++] = mk_relidx(R, C, 0.02, 2, 1, 4);   /* long filler chains */
+            }
+            g_relidx_mode = -1;
             fs[nf++] = mk_codebook(R, C, KS[irand(0, 9)], irand(0, 1));
             fs[nf++] = mk_codebook(R, C, irand(2, 16), irand(0, 1));
             fs[nf++] = mk_affine(R, C, 4, irand(0, 2), irand(1, 50), irand(0, 1));
@@ -390,10 +418,13 @@ static void test_relidx_batches(void) {
     static const int64_t NS[] = {2, 4, 8, 12, 13, 16, 20, 24, 28, 32, 40, 45, 48, 56, 64,
                                  80, 96, 100, 112, 128, 144};
     char ctx[128];
+    for (int md = 0; md < 3; md++)
     for (int cb = 0; cb < 2; cb++)
         for (size_t k = 0; k < sizeof NS / sizeof NS[0]; k++) {
             int64_t R = 9, C = 37, n = NS[k], ld = (n + 15) / 16 * 16;
+            g_relidx_mode = md;
             cz_form *f = mk_relidx(R, C, 0.4, irand(2, 8), cb, KS[irand(0, 9)]);
+            g_relidx_mode = -1;
             float *xr = frandv(n * C);   /* rows: n x C */
             size_t xcn = (size_t)((C - 1) * ld + n);
             float *xc = NULL;
@@ -403,12 +434,12 @@ static void test_relidx_batches(void) {
                 for (int64_t c = 0; c < C; c++) xc[c * ld + i] = xr[i * C + c];
             float *b = frandv(R), *y = xalloc((size_t)(R * n) * 4), *yr = xalloc((size_t)(R * n) * 4);
             czk_op_ref(f, 0, R, n, xr, C, 1, b, yr, 1, n, 0);
-            snprintf(ctx, sizeof ctx, "relidx rows cb=%d n=%lld", cb, (long long)n);
+            snprintf(ctx, sizeof ctx, "relidx rows mode=%d cb=%d n=%lld", md, cb, (long long)n);
             czk_op(f, 0, R, n, xr, C, 1, b, y, 1, n, 0, &g_ws);
             close_arrays(y, yr, R * n, 1e-4, 1e-5, ctx);
             cz_arena_free_all(&g_ws.arena);
-            snprintf(ctx, sizeof ctx, "relidx cols in place cb=%d n=%lld ld=%lld", cb, (long long)n,
-                     (long long)ld);
+            snprintf(ctx, sizeof ctx, "relidx cols in place mode=%d cb=%d n=%lld ld=%lld", md, cb,
+                     (long long)n, (long long)ld);
             memset(y, 0, (size_t)(R * n) * 4);
             czk_op(f, 0, R, n, xc, 1, ld, b, y, 1, n, 0, &g_ws);
             close_arrays(y, yr, R * n, 1e-4, 1e-5, ctx);
@@ -450,10 +481,16 @@ static void test_gemm_inplace(void) {
 static void test_int8_exact(void) {
     char ctx[128];
     int isas[] = {CZK_ISA_PORTABLE, CZK_ISA_AVX2, CZK_ISA_AVX512};
-    for (int it = 0; it < 80; it++) {
-        int64_t R = irand(1, 40), C = irand(1, 900), n = BATCHES[irand(0, 3)];
+    for (int it = 0; it < 200; it++) {   /* odd iterations: weights packed at load */
+        static const int64_t NB[] = {1, 3, 5, 8, 12, 17, 64};   /* GEMV, GEMM widening the
+                                                                 * packed panels on the fly
+                                                                 * (n <= 2 MR) or per panel */
+        int64_t R = irand(1, 40), C = irand(1, 900), n = NB[irand(0, 6)];
         int mode = irand(0, 2);
+        if (it % 4 == 1) R = irand(41, 200);   /* several GEMM panels, partial last one */
+        g_affine_pack = it % 2;
         cz_form *f = mk_affine(R, C, irand(0, 1) ? 4 : 8, mode, irand(1, 100), irand(0, 1));
+        g_affine_pack = -1;
         int8_t *xq = xalloc((size_t)(n * C));
         for (int64_t i = 0; i < n * C; i++) xq[i] = (int8_t)irand(-127, 127);
         int64_t ng = mode == 2 ? (C + f->u.affine.group - 1) / f->u.affine.group : 1;
@@ -562,7 +599,9 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
 }
 
 static void test_conv(void) {
-    for (int kind = 0; kind <= 6; kind++) {
+    for (int kind = 0; kind <= 6; kind++)
+    for (int md = 0; md < (kind == 1 ? 3 : 1); md++) {
+        g_relidx_mode = kind == 1 ? md : -1;   /* RELIDX: every position mode */
         conv_case(2, 4, 9, 11, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, kind, "groups2 3x3 pad1");
         conv_case(1, 6, 13, 10, 4, 5, 3, 1, 2, 1, 2, 1, 2, 0, 1, 3, kind, "5x3 stride2x1 dil2x1 asym pad");
         conv_case(1, 3, 12, 12, 8, 3, 3, 1, 2, 2, 2, 2, 0, 1, 2, 0, kind, "stride2 dil2 asym pad");
@@ -572,6 +611,7 @@ static void test_conv(void) {
         conv_case(1, 64, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "multi-tile K=576");
         conv_case(1, 20, 12, 12, 50, 5, 5, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "lenet conv2");
     }
+    g_relidx_mode = -1;
     /* depthwise direct kernel (DENSE, group == c == oc) */
     conv_case(2, 8, 11, 19, 8, 3, 3, 8, 1, 1, 1, 1, 1, 1, 1, 1, 0, "depthwise 3x3");
     conv_case(1, 8, 11, 19, 8, 3, 3, 8, 2, 2, 1, 1, 1, 0, 2, 1, 0, "depthwise stride2 asym");

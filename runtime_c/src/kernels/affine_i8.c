@@ -278,14 +278,50 @@ typedef void (*uk16_fn)(int64_t nkp, const int32_t *a, const int16_t *b, int32_t
 DEF_UK16(6, 2)
 DEF_UK16(4, 3)
 
-typedef struct { int MR, NR; uk16_fn uk; } uk16_sel;
+/* The same micro-kernel on weights packed once at load (czk_affine_prepare): B vector j
+ * comes from its own 8-row sub-panel b[j] ([kp][8][2] int8, 16 bytes per kp), widened to
+ * int16 by vpmovsxbw on the load -- identical int16 values, so identical int32 sums. */
+typedef void (*uk8_fn)(int64_t nkp, const int32_t *a, const int8_t *const *b, int32_t *c,
+                       int64_t ldc, int load);
+#define DEF_UK8(MR, NV)                                                                       \
+    CZK_T_AVX2 static void uk8_##MR##x##NV(int64_t nkp, const int32_t *a,                     \
+                                           const int8_t *const *b, int32_t *c, int64_t ldc,   \
+                                           int load) {                                        \
+        __m256i acc[MR][NV];                                                                  \
+        const int8_t *bb[NV];                                                                 \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) bb[j] = b[j];                    \
+        _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
+                acc[m][j] = _mm256_setzero_si256();                                           \
+        for (int64_t kp = 0; kp < nkp; kp++) {                                                \
+            __m256i bv[NV];                                                                   \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
+                bv[j] = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(bb[j] + kp * 16))); \
+            _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++) {                            \
+                __m256i av = _mm256_set1_epi32(a[kp * MR + m]);                               \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                          \
+                    acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(av, bv[j]));    \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                            \
+                __m256i *p = (__m256i *)(c + m * ldc + j * 8);                                \
+                __m256i v = acc[m][j];                                                        \
+                if (load) v = _mm256_add_epi32(v, _mm256_loadu_si256(p));                     \
+                _mm256_storeu_si256(p, v);                                                    \
+            }                                                                                 \
+    }
+DEF_UK8(6, 2)
+DEF_UK8(4, 3)
+
+typedef struct { int MR, NR; uk16_fn uk; uk8_fn uk8; } uk16_sel;
 /* M rows of A (broadcast side) x N columns of B (panel side): least padded work */
 static uk16_sel pick_uk16(int64_t M, int64_t N) {
     double c62 = (double)((M + 5) / 6 * 6) * (double)((N + 15) / 16 * 16);
     double c43 = (double)((M + 3) / 4 * 4) * (double)((N + 23) / 24 * 24);
     uk16_sel s;
-    if (c43 < c62) { s.MR = 4; s.NR = 24; s.uk = uk16_4x3; }
-    else { s.MR = 6; s.NR = 16; s.uk = uk16_6x2; }
+    if (c43 < c62) { s.MR = 4; s.NR = 24; s.uk = uk16_4x3; s.uk8 = uk8_4x3; }
+    else { s.MR = 6; s.NR = 16; s.uk = uk16_6x2; s.uk8 = uk8_6x2; }
     return s;
 }
 
@@ -499,7 +535,9 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
         int64_t k1 = k0 + kce < ge ? k0 + kce : ge;
         int first = k0 == g * G;
         int64_t kc = k1 - k0, nkp = (kc + 1) / 2;
-        pack_w16(Q + rbase * cols, cols, nc, npan, NR, k0, kc, bp);
+        /* weights packed at load: 8-row sub-panels over the whole K, read in place */
+        const int8_t *p8 = w->affine_p8 && apf && rbase % 8 == 0 ? w->affine_p8 : NULL;
+        if (!p8) pack_w16(Q + rbase * cols, cols, nc, npan, NR, k0, kc, bp);
         const int32_t *at;   /* A tiles for this segment: [i0 tile][kp][MR], tile stride ats */
         int64_t ats;
         if (apf) {           /* packed once per call (segments start at even k) */
@@ -514,10 +552,29 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
             at = ap;
             ats = nkp * MR;
         }
-        for (int p = 0; p < npan; p++)   /* the weight panel stays in L1 over the batch */
+        for (int p = 0; p < npan; p++) {  /* the weight panel stays in L1 over the batch */
+            if (p8) {
+                const int8_t *b8[3];
+                for (int j = 0; j < NR / 8; j++)
+                    b8[j] = p8 + (((rbase + (int64_t)p * NR) / 8 + j) * nkpf + k0 / 2) * 16;
+                if (n <= 2 * MR) {   /* used by 1-2 micro-kernel calls: widen on the fly */
+                    for (int64_t i0 = 0; i0 < n; i0 += MR)
+                        u.uk8(nkp, at + (i0 / MR) * ats, b8, ib + i0 * NCp + p * NR, NCp, !first);
+                    continue;
+                }
+                /* reused by many calls: widen into the int16 panel once (a copy, no
+                 * transpose: the sub-panels already hold the pairs in panel order) */
+                int16_t *d = bp + (int64_t)p * nkp * NR * 2;
+                for (int64_t kp = 0; kp < nkp; kp++)
+                    for (int j = 0; j < NR / 8; j++)
+                        _mm256_store_si256((__m256i *)(d + kp * NR * 2 + j * 16),
+                                           _mm256_cvtepi8_epi16(_mm_load_si128(
+                                               (const __m128i *)(b8[j] + kp * 16))));
+            }
             for (int64_t i0 = 0; i0 < n; i0 += MR)
                 u.uk(nkp, at + (i0 / MR) * ats, bp + (int64_t)p * nkp * NR * 2,
                      ib + i0 * NCp + p * NR, NCp, !first);
+        }
         if (k1 == ge) {   /* group g complete */
             float swv[384], bvv[384];
             int32_t zv[384];
@@ -920,6 +977,65 @@ cz_status czk_affine_acc(const cz_form *w, int64_t n, const int8_t *xq, int64_t 
                         acc[((i + a) * rows + r + b) * ng + g] = s;
                     }
             }
+    return CZ_OK;
+}
+
+/* ---- weights packed once at load --------------------------------------------------------
+ * p8[(b * nkp + kp) * 16 + l * 2 + t] = q[(8b + l) * cols + 2kp + t], zero past rows / cols;
+ * nkp = ceil(cols / 2), ceil(rows / 8) + 3 blocks (the last GEMM panel may reach up to 3
+ * sub-panels past the end; they read zeros). An 8 x 8 transpose of 16-bit pairs per 16
+ * columns of 8 rows. */
+#if CZK_X86
+static void pack_p8(const int8_t *Q, int64_t R, int64_t C, int64_t nblk, int8_t *dst) {
+    int64_t nkp = (C + 1) / 2;
+    memset(dst, 0, (size_t)(nblk * nkp * 16));
+    for (int64_t b = 0; b * 8 < R; b++) {
+        int8_t *d = dst + b * nkp * 16;
+        int full = b * 8 + 8 <= R;
+        int64_t k = 0;
+        if (full)
+            for (; k + 16 <= C; k += 16) {
+                __m128i r[8];
+                for (int l = 0; l < 8; l++) r[l] = _mm_loadu_si128((const __m128i *)(Q + (b * 8 + l) * C + k));
+                __m128i t0 = _mm_unpacklo_epi16(r[0], r[1]), t1 = _mm_unpackhi_epi16(r[0], r[1]);
+                __m128i t2 = _mm_unpacklo_epi16(r[2], r[3]), t3 = _mm_unpackhi_epi16(r[2], r[3]);
+                __m128i t4 = _mm_unpacklo_epi16(r[4], r[5]), t5 = _mm_unpackhi_epi16(r[4], r[5]);
+                __m128i t6 = _mm_unpacklo_epi16(r[6], r[7]), t7 = _mm_unpackhi_epi16(r[6], r[7]);
+                __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
+                __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
+                __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
+                __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
+                __m128i o[8] = {_mm_unpacklo_epi64(u0, u4), _mm_unpackhi_epi64(u0, u4),
+                                _mm_unpacklo_epi64(u1, u5), _mm_unpackhi_epi64(u1, u5),
+                                _mm_unpacklo_epi64(u2, u6), _mm_unpackhi_epi64(u2, u6),
+                                _mm_unpacklo_epi64(u3, u7), _mm_unpackhi_epi64(u3, u7)};
+                for (int q = 0; q < 8; q++) _mm_store_si128((__m128i *)(d + (k / 2 + q) * 16), o[q]);
+            }
+        for (; k < C; k++)
+            for (int l = 0; l < 8 && b * 8 + l < R; l++)
+                d[(k / 2) * 16 + l * 2 + (k & 1)] = Q[(b * 8 + l) * C + k];
+    }
+}
+#endif
+
+cz_status czk_affine_prepare(cz_form *f, const cz_allocator *a, void **owned) {
+    if (owned) *owned = NULL;
+    if (!f || f->kind != CZ_FORM_AFFINE || f->affine_p8 || f->rows <= 0 || f->cols <= 0)
+        return CZ_OK;
+#if CZK_X86
+    int64_t G = f->u.affine.group;
+    if (!use_avx2_exact(czk_isa()) || (G > 0 && G % 2 && G < f->cols)) return CZ_OK;
+    int64_t nblk = (f->rows + 7) / 8 + 3, nkp = (f->cols + 1) / 2;
+    size_t bytes = (size_t)(nblk * nkp * 16);
+    int8_t *p = cz_mem_alloc(a ? a : cz_default_allocator(), bytes, 64);
+    if (!p) return CZ_ERR_MEMORY;
+    pack_p8(f->u.affine.q, f->rows, f->cols, nblk, p);
+    f->affine_p8 = p;
+    f->resident_bytes += bytes;
+    if (owned) *owned = p;
+#else
+    (void)a;
+#endif
     return CZ_OK;
 }
 

@@ -104,3 +104,44 @@ cz_status czk_linear(const cz_form *w, int64_t batch, const float *x, int64_t ld
     if (ldx < w->cols || ldy < w->rows) return CZ_ERR_PARAM;
     return czk_op(w, 0, w->rows, batch, x, ldx, 1, bias, y, ldy, 1, 0, ws);
 }
+
+/* ---- one row of a form, decoded (Gather over a file tensor kept as a form) -------------- */
+int czk_form_row_ok(const cz_form *w) {
+    return w && (w->kind == CZ_FORM_DENSE || w->kind == CZ_FORM_AFFINE ||
+                 w->kind == CZ_FORM_CODEBOOK);
+}
+
+void czk_form_row(const cz_form *w, int64_t r, float *out) {
+    int64_t C = w->cols;
+    switch (w->kind) {
+    case CZ_FORM_DENSE: memcpy(out, w->u.dense.w + r * C, (size_t)C * sizeof(float)); break;
+    case CZ_FORM_CODEBOOK: {
+        const uint8_t *ix = w->u.codebook.idx + r * C;
+        const float *lut = w->u.codebook.lut + (w->u.codebook.per_row ? r * w->u.codebook.k : 0);
+        for (int64_t c = 0; c < C; c++) out[c] = lut[ix[c]];
+        break;
+    }
+    case CZ_FORM_AFFINE: {   /* (float)(q - zp) * scale, as the codec's dense decode */
+        const int8_t *q = w->u.affine.q + r * C;
+        const float *S = w->u.affine.scale;
+        const int32_t *Z = w->u.affine.zp;
+        int64_t G = w->u.affine.group;
+        if (G > 0) {
+            int64_t ng = (C + G - 1) / G;
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t j = r * ng + g, c1 = (g + 1) * G < C ? (g + 1) * G : C;
+                float s = S[j];
+                int32_t z = Z ? Z[j] : 0;
+                for (int64_t c = g * G; c < c1; c++) out[c] = (float)(q[c] - z) * s;
+            }
+        } else {
+            int64_t j = w->u.affine.per_row ? r : 0;
+            float s = S[j];
+            int32_t z = Z ? Z[j] : 0;
+            for (int64_t c = 0; c < C; c++) out[c] = (float)(q[c] - z) * s;
+        }
+        break;
+    }
+    default: break;
+    }
+}

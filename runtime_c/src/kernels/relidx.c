@@ -7,11 +7,20 @@
  * The format layer has validated every row (no value lands at col >= cols), so the walks
  * below do no bounds checks of their own.
  *
+ * Two representations of the positions, at least one present (cz_internal.h):
+ *   - the gap stream (gaps + gap_ptr), as stored in the file;
+ *   - the u16 absolute column of every value (relidx_col16), when cols <= 65536. The format
+ *     layer builds it at open (in the validation walk) and then drops the gap stream and
+ *     gap_ptr, so a loaded model normally holds (val_ptr, col16, values) only.
+ * Every path below (reference included) runs from col16 when it is present and walks the
+ * gaps otherwise (cols > 65536, or CZ_RELIDX_COLS=0: the lean EIE mode).
+ *
  * batch 1, AVX2, with the derived u16 column cache (cz_form.relidx_col16, built once at
  *   load by czk_relidx_prepare): no serial walk at all -- 16 values per step, LUT in
  *   registers (vpermps + blends, k <= 32), x by scalar loads inserted into vectors, FMA.
  *   ~0.5 ns/nnz on Zen 3 vs ~1.5 for the walk. (A SIMD prefix-sum decode of the gaps +
  *   vgatherdps was tried: gathers cost ~1 ns/element on Zen 3, slower than the walk.)
+ * batch 1, portable, with col16: four independent accumulators over the values.
  * batch 1 otherwise: walk the gaps with a pointer into x; four symbols at a time when none
  *   of them is a filler (SWAR test on a 32-bit load), into four independent accumulators so
  *   the FMA latency chain does not serialize the walk (the loop is load-bound: gap, index,
@@ -20,7 +29,8 @@
  *   to the vector width) -- or used in place when it already is in that layout (conv im2col
  *   columns) -- and each stored weight does an AXPY of its LUT value over a block of up to
  *   8 vectors of the batch (64 floats AVX2 / 128 AVX-512). Two accumulator sets alternate
- *   between consecutive weights so the FMA latency is hidden even for small blocks.
+ *   between consecutive weights so the FMA latency is hidden even for small blocks. The
+ *   row of XT of a weight comes from col16 when present, else from the gap walk.
  * Threads: rows are split across threads when nnz * batch is large (czk_threads).
  */
 #include <stdlib.h>
@@ -36,18 +46,27 @@ static inline int has_byte(uint32_t w, unsigned b) {
 void czk_relidx_op_ref(CZK_OP_ARGS) {
     const unsigned M = (1u << w->u.relidx.gap_bits) - 1;
     int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;
+    const uint16_t *col = w->relidx_col16;
+    const int64_t *vp = w->u.relidx.val_ptr;
     for (int64_t i = 0; i < n; i++)
         for (int64_t r = r0; r < r1; r++) {
             double s = 0.0;   /* double: the reference is the yardstick */
-            int64_t p = 0, v = w->u.relidx.val_ptr[r];
-            for (int64_t t = w->u.relidx.gap_ptr[r]; t < w->u.relidx.gap_ptr[r + 1]; t++) {
-                unsigned g = w->u.relidx.gaps[t];
-                if (g == M) { p += M; continue; }
-                p += g;
-                float wv = cb ? w->u.relidx.lut[w->u.relidx.idx[v]] : w->u.relidx.vals[v];
-                s += (double)wv * x[i * xs_n + p * xs_c];
-                v++;
-                p++;
+            if (!w->u.relidx.gaps) {   /* col16 only: value v sits at column col[v] */
+                for (int64_t v = vp[r]; v < vp[r + 1]; v++) {
+                    float wv = cb ? w->u.relidx.lut[w->u.relidx.idx[v]] : w->u.relidx.vals[v];
+                    s += (double)wv * x[i * xs_n + (int64_t)col[v] * xs_c];
+                }
+            } else {
+                int64_t p = 0, v = vp[r];
+                for (int64_t t = w->u.relidx.gap_ptr[r]; t < w->u.relidx.gap_ptr[r + 1]; t++) {
+                    unsigned g = w->u.relidx.gaps[t];
+                    if (g == M) { p += M; continue; }
+                    p += g;
+                    float wv = cb ? w->u.relidx.lut[w->u.relidx.idx[v]] : w->u.relidx.vals[v];
+                    s += (double)wv * x[i * xs_n + p * xs_c];
+                    v++;
+                    p++;
+                }
             }
             if (bias) s += bias[r - r0];
             float *o = &y[i * ys_n + (r - r0) * ys_r];
@@ -100,6 +119,40 @@ static void gemv_rows(const cz_form *w, int64_t ra, int64_t rb, int64_t r0, cons
                                w->u.relidx.lut, NULL, x, M, 1)
                      : row_dot(gaps + gp[r], gaps + gp[r + 1], vp[r], NULL, NULL,
                                w->u.relidx.vals, x, M, 0);
+        if (bias) s += bias[r - r0];
+        float *o = &y[(r - r0) * ys_r];
+        *o = acc ? *o + s : s;
+    }
+}
+
+/* batch 1 from col16, portable: four independent accumulators (no serial walk) */
+static inline __attribute__((always_inline)) float row_dot_c16_port(
+    const uint16_t *col, int64_t v, int64_t ve, const uint8_t *idx, const float *lut,
+    const float *vals, const float *x, int cb) {
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#define VAL(j) (cb ? lut[idx[(j)]] : vals[(j)])
+    for (; v + 4 <= ve; v += 4) {
+        s0 += VAL(v) * x[col[v]];
+        s1 += VAL(v + 1) * x[col[v + 1]];
+        s2 += VAL(v + 2) * x[col[v + 2]];
+        s3 += VAL(v + 3) * x[col[v + 3]];
+    }
+    for (; v < ve; v++) s0 += VAL(v) * x[col[v]];
+#undef VAL
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void gemv_rows_c16_port(const cz_form *w, int64_t ra, int64_t rb, int64_t r0,
+                               const float *x, const float *bias, float *y, int64_t ys_r,
+                               int acc) {
+    const int64_t *vp = w->u.relidx.val_ptr;
+    const uint16_t *col = w->relidx_col16;
+    int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;
+    for (int64_t r = ra; r < rb; r++) {
+        float s = cb ? row_dot_c16_port(col, vp[r], vp[r + 1], w->u.relidx.idx, w->u.relidx.lut,
+                                        NULL, x, 1)
+                     : row_dot_c16_port(col, vp[r], vp[r + 1], NULL, NULL, w->u.relidx.vals, x,
+                                        0);
         if (bias) s += bias[r - r0];
         float *o = &y[(r - r0) * ys_r];
         *o = acc ? *o + s : s;
@@ -197,7 +250,8 @@ CZK_T_AVX2 static void gemv_rows_c16(const cz_form *w, int64_t ra, int64_t rb, i
 
 cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned) {
     if (owned) *owned = NULL;
-    if (!f || f->kind != CZ_FORM_RELIDX || f->relidx_col16 || f->cols > 65536 || f->rows <= 0)
+    if (!f || f->kind != CZ_FORM_RELIDX || f->relidx_col16 || !f->u.relidx.gaps ||
+        f->cols > 65536 || f->rows <= 0)
         return CZ_OK;
     const unsigned M = (1u << f->u.relidx.gap_bits) - 1;
     const int64_t *gp = f->u.relidx.gap_ptr, *vp = f->u.relidx.val_ptr;
@@ -229,54 +283,77 @@ cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned) {
 /* ---- batch > 1: AXPY over batch blocks ------------------------------------------------- */
 /* One ISA instance: rows [ra, rb), batch columns [0, nb) of xt (ld = ldt, zero padded to a
  * multiple of VW), NV = ceil(nb / VW) <= 8 vectors. */
-/* one case of the exact NV dispatch in axpy_rows_* (value kind in the low bit) */
-#define RELIDX_CASE(SFX, N)                                                                   \
-    case 2 * N:                                                                               \
-        axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, N, 0);               \
-        break;                                                                                \
-    case 2 * N + 1:                                                                           \
-        axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, N, 1);               \
+/* one case of the exact NV dispatch in axpy_rows_* (key: (NV * 2 + value kind) * 2 + col16) */
+#define RELIDX_CASE1(SFX, N, CB, C16)                                                         \
+    case (2 * N + CB) * 2 + C16:                                                              \
+        axpy_##SFX(w, ra, rb, r0, xt, ldt, nb, bias, y, ys_n, ys_r, acc, N, CB, C16);         \
         break;
+#define RELIDX_CASE(SFX, N)                                                                   \
+    RELIDX_CASE1(SFX, N, 0, 0) RELIDX_CASE1(SFX, N, 0, 1)                                     \
+    RELIDX_CASE1(SFX, N, 1, 0) RELIDX_CASE1(SFX, N, 1, 1)
+/* the AXPY of one weight (value V0) at XT row P0 / of two weights, over NV vectors */
+#define RELIDX_AXPY1(SFX, VW, A, V0, P0)                                                      \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++)                                      \
+        A[j] += (V0) * *(const rv_##SFX *)((P0) + j * VW);
+#define RELIDX_AXPY2(SFX, VW, V0, P0, V1, P1)                                                 \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) {                                    \
+        a0[j] += (V0) * *(const rv_##SFX *)((P0) + j * VW);                                   \
+        a1[j] += (V1) * *(const rv_##SFX *)((P1) + j * VW);                                   \
+    }
 #define DEF_RELIDX_ISA(SFX, ATTR, VW)                                                         \
     typedef float rv_##SFX __attribute__((vector_size(VW * 4)));                              \
     typedef float rvu_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                 \
     static inline __attribute__((always_inline)) ATTR void axpy_##SFX(                        \
         const cz_form *w, int64_t ra, int64_t rb, int64_t r0, const float *xt, int64_t ldt,   \
         int nb, const float *bias, float *y, int64_t ys_n, int64_t ys_r, int acc,             \
-        const int NV, const int cb) {                                                         \
+        const int NV, const int cb, const int c16) {                                          \
         const unsigned M = (1u << w->u.relidx.gap_bits) - 1;                                  \
         const uint8_t *gaps = w->u.relidx.gaps, *idx = w->u.relidx.idx;                       \
+        const uint16_t *col = w->relidx_col16;                                                \
+        const int64_t *vp = w->u.relidx.val_ptr;                                              \
         const float *lut = w->u.relidx.lut, *vals = w->u.relidx.vals;                         \
+        const int64_t adv = ldt;                                                              \
         for (int64_t r = ra; r < rb; r++) {                                                   \
             rv_##SFX a0[8], a1[8];                                                            \
             _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) a0[j] = a1[j] = (rv_##SFX){0}; \
-            const uint8_t *g = gaps + w->u.relidx.gap_ptr[r],                                 \
-                          *ge = gaps + w->u.relidx.gap_ptr[r + 1];                            \
-            int64_t v = w->u.relidx.val_ptr[r];                                               \
-            const float *xp = xt;                                                             \
-            const int64_t adv = ldt;                                                          \
-            while (g < ge) {                                                                  \
-                if (ge - g >= 2 && g[0] != M && g[1] != M) {                                  \
+            int64_t v = vp[r];                                                                \
+            if (c16) {                    /* XT row of value v: col[v] */                     \
+                const int64_t ve = vp[r + 1];                                                 \
+                for (; v + 2 <= ve; v += 2) {                                                 \
                     float v0 = cb ? lut[idx[v]] : vals[v];                                    \
                     float v1 = cb ? lut[idx[v + 1]] : vals[v + 1];                            \
-                    const float *p0 = xp + g[0] * adv;                                        \
-                    const float *p1 = p0 + (g[1] + 1) * adv;                                  \
-                    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) {                    \
-                        a0[j] += v0 * *(const rv_##SFX *)(p0 + j * VW);                       \
-                        a1[j] += v1 * *(const rv_##SFX *)(p1 + j * VW);                       \
-                    }                                                                         \
-                    xp = p1 + adv;                                                            \
-                    g += 2;                                                                   \
-                    v += 2;                                                                   \
-                } else {                                                                      \
-                    unsigned s = *g++;                                                        \
-                    if (s == M) { xp += (int64_t)M * adv; continue; }                         \
+                    const float *p0 = xt + (int64_t)col[v] * adv;                             \
+                    const float *p1 = xt + (int64_t)col[v + 1] * adv;                         \
+                    RELIDX_AXPY2(SFX, VW, v0, p0, v1, p1)                                     \
+                }                                                                             \
+                if (v < ve) {                                                                 \
                     float v0 = cb ? lut[idx[v]] : vals[v];                                    \
-                    const float *p0 = xp + s * adv;                                           \
-                    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++)                      \
-                        a0[j] += v0 * *(const rv_##SFX *)(p0 + j * VW);                       \
-                    xp = p0 + adv;                                                            \
-                    v++;                                                                      \
+                    const float *p0 = xt + (int64_t)col[v] * adv;                             \
+                    RELIDX_AXPY1(SFX, VW, a0, v0, p0)                                         \
+                }                                                                             \
+            } else {                      /* walk the gaps */                                 \
+                const uint8_t *g = gaps + w->u.relidx.gap_ptr[r],                             \
+                              *ge = gaps + w->u.relidx.gap_ptr[r + 1];                        \
+                const float *xp = xt;                                                         \
+                while (g < ge) {                                                              \
+                    if (ge - g >= 2 && g[0] != M && g[1] != M) {                              \
+                        float v0 = cb ? lut[idx[v]] : vals[v];                                \
+                        float v1 = cb ? lut[idx[v + 1]] : vals[v + 1];                        \
+                        const float *p0 = xp + g[0] * adv;                                    \
+                        const float *p1 = p0 + (g[1] + 1) * adv;                              \
+                        RELIDX_AXPY2(SFX, VW, v0, p0, v1, p1)                                 \
+                        xp = p1 + adv;                                                        \
+                        g += 2;                                                               \
+                        v += 2;                                                               \
+                    } else {                                                                  \
+                        unsigned s = *g++;                                                    \
+                        if (s == M) { xp += (int64_t)M * adv; continue; }                     \
+                        float v0 = cb ? lut[idx[v]] : vals[v];                                \
+                        const float *p0 = xp + s * adv;                                       \
+                        RELIDX_AXPY1(SFX, VW, a0, v0, p0)                                     \
+                        xp = p0 + adv;                                                        \
+                        v++;                                                                  \
+                    }                                                                         \
                 }                                                                             \
             }                                                                                 \
             float bv = bias ? bias[r - r0] : 0.f;                                             \
@@ -310,8 +387,8 @@ cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned) {
          * wasted FMAs on every other one).                                                   \
          */                                                                                   \
         int nv = (nb + VW - 1) / VW;                                                          \
-        int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;                                       \
-        switch (nv * 2 + cb) {                                                                \
+        int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK, c16 = w->relidx_col16 != NULL;        \
+        switch ((nv * 2 + cb) * 2 + c16) {                                                    \
         RELIDX_CASE(SFX, 1) RELIDX_CASE(SFX, 2) RELIDX_CASE(SFX, 3) RELIDX_CASE(SFX, 4)       \
         RELIDX_CASE(SFX, 5) RELIDX_CASE(SFX, 6) RELIDX_CASE(SFX, 7) RELIDX_CASE(SFX, 8)       \
         default: break; /* nb <= 8 * VW by construction */                                   \
@@ -324,6 +401,9 @@ DEF_RELIDX_ISA(avx2, CZK_T_AVX2, 8)
 DEF_RELIDX_ISA(avx512, CZK_T_AVX512, 16)
 #endif
 #undef RELIDX_CASE
+#undef RELIDX_CASE1
+#undef RELIDX_AXPY1
+#undef RELIDX_AXPY2
 
 typedef void (*axpy_fn)(const cz_form *, int64_t, int64_t, int64_t, const float *, int64_t,
                         int, const float *, float *, int64_t, int64_t, int);
@@ -342,7 +422,7 @@ cz_status czk_relidx_op(CZK_OP_ARGS, cz_ws *ws) {
             xv = t;
         }
         int64_t chunk = (r1 - r0 + nt - 1) / nt;
-        int avx2 = czk_isa() >= CZK_ISA_AVX2 && w->relidx_col16;
+        int c16 = w->relidx_col16 != NULL, avx2 = czk_isa() >= CZK_ISA_AVX2 && c16;
         (void)avx2;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int t = 0; t < nt; t++) {
@@ -352,7 +432,8 @@ cz_status czk_relidx_op(CZK_OP_ARGS, cz_ws *ws) {
             if (avx2) gemv_rows_c16(w, ra, rb, r0, xv, bias, y, ys_r, acc);
             else
 #endif
-                gemv_rows(w, ra, rb, r0, xv, bias, y, ys_r, acc);
+            if (c16) gemv_rows_c16_port(w, ra, rb, r0, xv, bias, y, ys_r, acc);
+            else gemv_rows(w, ra, rb, r0, xv, bias, y, ys_r, acc);
         }
         return CZ_OK;
     }
