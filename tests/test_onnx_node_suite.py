@@ -15,6 +15,13 @@ from _converters_util import BACKENDS
 
 from czconvert import node_suite as S
 
+#: the comparison / logical family and Min / Max (spec/ops.md 3.3; tests/test_ops_logical.py):
+#: node cases passing on every backend, at least (the rest are uint64 / string inputs, which
+#: op set 1 lacks by design)
+LOGICAL_MIN_PASS = {"Equal": 21, "Less": 40, "Greater": 14, "LessOrEqual": 7,
+                    "GreaterOrEqual": 8, "Not": 3, "And": 8, "Or": 22, "Xor": 8, "IsNaN": 2,
+                    "IsInf": 4, "Min": 16, "Max": 23}
+
 
 class _Table:
     """Session-finish hook (registered by the fixture): prints the per-op table."""
@@ -55,3 +62,10 @@ def test_passes_and_unsupported_reasons(summary, backend):
     assert summary["totals"][backend]["pass"] >= 500
     for name, _, reason in S.failures(summary, "unsupported"):
         assert reason.startswith("UnsupportedError") or reason.startswith("by design"), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_logical_family(summary, backend):
+    for op, n in LOGICAL_MIN_PASS.items():
+        d = summary["per_op"][op][backend]
+        assert d["failed"] == 0 and d["passed"] >= n, (op, backend, d)

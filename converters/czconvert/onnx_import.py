@@ -54,6 +54,7 @@ _DIRECT = (
     "Gemm MatMul Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool "
     "BatchNormalization Relu LeakyRelu Clip Sigmoid Tanh HardSigmoid HardSwish Gelu Erf "
     "LayerNormalization Add Sub Mul Div Pow Sqrt Neg Abs Exp Log Not Equal Less Greater Where "
+    "LessOrEqual GreaterOrEqual And Or Xor IsNaN IsInf Min Max "
     "ReduceMean ReduceSum ReduceMax ArgMax Concat Slice Reshape Flatten Transpose Gather "
     "Identity Expand Range Tile Pad Resize Shape QuantizeLinear DequantizeLinear "
     "DynamicQuantizeLinear").split()
@@ -215,9 +216,10 @@ def _check_attrs(n: _N, op: str, attrs: dict[str, Any]) -> dict[str, Any]:
 _FLOAT_X = frozenset(
     "Gemm Linear Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool "
     "BatchNormalization LeakyRelu Sigmoid Tanh Erf Exp Log Sqrt HardSigmoid HardSwish Gelu "
-    "Softmax LayerNormalization ReduceMean QuantizeLinear DynamicQuantizeLinear".split())
+    "Softmax LayerNormalization ReduceMean QuantizeLinear DynamicQuantizeLinear IsNaN "
+    "IsInf".split())
 _NUMERIC_X = frozenset("Relu Clip Neg Abs ReduceSum ReduceMax ArgMax Add Sub Mul Div Pow "
-                       "MatMul Less Greater".split())
+                       "MatMul Less Greater LessOrEqual GreaterOrEqual Min Max".split())
 
 
 def _input_dtype(ctx: _Ctx, name: str) -> str | None:

@@ -388,7 +388,7 @@ def op_gelu(inputs, attrs, node):
 
 def op_relu(inputs, attrs, node):
     x = _num(inputs[0], node, "X")
-    return [np.maximum(x, x.dtype.type(0))]
+    return [np.asarray(np.maximum(x, x.dtype.type(0)))]
 
 
 def op_leaky_relu(inputs, attrs, node):
@@ -400,12 +400,12 @@ def op_neg(inputs, attrs, node):
     x = _num(inputs[0], node, "X")
     if x.dtype.kind == "u":
         raise _err(node, f"Neg of unsigned {x.dtype}")
-    return [np.negative(x)]
+    return [np.asarray(np.negative(x))]
 
 
 def op_abs(inputs, attrs, node):
     x = _num(inputs[0], node, "X")
-    return [np.abs(x)]
+    return [np.asarray(np.abs(x))]
 
 
 def op_hard_sigmoid(inputs, attrs, node):
@@ -465,9 +465,10 @@ def _compare(fn: Callable) -> Callable:
     def run(inputs, attrs, node):
         a, b = inputs[0], inputs[1]
         if a.dtype == np.bool_ and b.dtype == np.bool_ and fn is np.equal:
-            return [np.equal(a, b)]
-        a, b = _same(a, b, node)
-        return [fn(a, b)]
+            return [np.asarray(np.equal(a, b))]
+        with np.errstate(over="ignore"):     # f64 beyond the f32 range converts to +-inf
+            a, b = _same(a, b, node)
+        return [np.asarray(fn(a, b))]        # (0-d operands: an array, not a numpy scalar)
     return run
 
 
@@ -475,7 +476,58 @@ def op_not(inputs, attrs, node):
     x = inputs[0]
     if x.dtype != np.bool_:
         raise _err(node, f"Not needs a bool tensor, got {x.dtype}")
-    return [np.logical_not(x)]
+    return [np.asarray(np.logical_not(x))]
+
+
+def _logical(fn: Callable) -> Callable:
+    def run(inputs, attrs, node):
+        for k in (0, 1):
+            if inputs[k].dtype != np.bool_:
+                raise _err(node, f"input {k} must be a bool tensor, got {inputs[k].dtype}")
+        return [np.asarray(fn(inputs[0], inputs[1]))]
+    return run
+
+
+def _float_any(x: np.ndarray, node: OpNode) -> np.ndarray:
+    """A float operand in its own width (f16/f32/f64; IsNaN / IsInf must not round f64)."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise _err(node, f"X must be a float tensor, got {getattr(x, 'dtype', type(x))}")
+    return x
+
+
+def op_isnan(inputs, attrs, node):
+    return [np.asarray(np.isnan(_float_any(inputs[0], node)))]
+
+
+def op_isinf(inputs, attrs, node):
+    x = _float_any(inputs[0], node)
+    y = np.zeros(x.shape, np.bool_)
+    if attrs["detect_positive"]:
+        y |= np.isposinf(x)
+    if attrs["detect_negative"]:
+        y |= np.isneginf(x)
+    return [y]
+
+
+def _min_max(fn: Callable) -> Callable:
+    def run(inputs, attrs, node):
+        with np.errstate(over="ignore"):     # f64 beyond the f32 range converts to +-inf
+            xs = [_num(x, node, f"input {k}") for k, x in enumerate(inputs) if x is not None]
+        if not xs:
+            raise _err(node, "needs at least one input")
+        for x in xs[1:]:
+            if x.dtype != xs[0].dtype:
+                raise _err(node, f"operand dtypes differ: {xs[0].dtype} and {x.dtype}")
+        try:
+            shape = np.broadcast_shapes(*(x.shape for x in xs))
+        except ValueError:
+            raise _err(node, "shapes " + ", ".join(str(list(x.shape)) for x in xs)
+                       + " do not broadcast") from None
+        y = np.broadcast_to(xs[0], shape)
+        for x in xs[1:]:
+            y = fn(y, x)          # numpy: a NaN operand gives NaN
+        return [np.array(y, dtype=xs[0].dtype)]
+    return run
 
 
 def op_where(inputs, attrs, node):
@@ -542,11 +594,11 @@ def _reduce(kind: str) -> Callable:
         if kind == "max":
             if any(x.shape[a] == 0 for a in axes):
                 raise _err(node, "ReduceMax over an empty axis")
-            return [np.max(x, axis=axes, keepdims=keep)]
+            return [np.asarray(np.max(x, axis=axes, keepdims=keep))]
         if kind == "sum":
             if _is_float(x):
                 return _out32(np.sum(x.astype(F64), axis=axes, keepdims=keep))
-            return [np.sum(x, axis=axes, keepdims=keep, dtype=x.dtype)]
+            return [np.asarray(np.sum(x, axis=axes, keepdims=keep, dtype=x.dtype))]
         with np.errstate(all="ignore"):
             return _out32(np.mean(x.astype(F64), axis=axes, keepdims=keep))
     return run
@@ -705,7 +757,8 @@ def op_gather(inputs, attrs, node):
     idx = idx.astype(I64)
     if idx.size and (idx.min() < -dim or idx.max() >= dim):
         raise _err(node, f"index out of range [{-dim}, {dim - 1}]")
-    return [np.take(x, np.where(idx < 0, idx + dim, idx), axis=ax)]
+    # np.asarray: a 0-d index into a 1-D tensor gives a numpy scalar, not an array
+    return [np.asarray(np.take(x, np.where(idx < 0, idx + dim, idx), axis=ax))]
 
 
 def _resize_coord(xo, scale, n_in, n_out, mode):
@@ -792,7 +845,7 @@ def cast_array(x: np.ndarray, to: str) -> np.ndarray:
         out[high] = info.max
         return out
     if dt == np.bool_:
-        return x != 0
+        return np.asarray(x != 0)
     with np.errstate(all="ignore"):
         return x.astype(dt)
 
@@ -917,7 +970,7 @@ def quantize(x32: np.ndarray, scale32: np.ndarray, zp: np.ndarray, dt: np.dtype)
     with np.errstate(all="ignore"):
         q = np.rint(np.divide(x32, scale32, dtype=F32)).astype(F64)
     q = np.where(np.isnan(q), 0.0, q) + zp.astype(F64)
-    return np.clip(q, lo, hi).astype(dt)
+    return np.asarray(np.clip(q, lo, hi).astype(dt))
 
 
 def op_quantize(inputs, attrs, node):
@@ -973,6 +1026,10 @@ OP_IMPLS: dict[str, Callable] = {
     "Sqrt": _unary_float(np.sqrt), "Exp": _unary_float(np.exp), "Log": _unary_float(np.log),
     "Neg": op_neg, "Abs": op_abs, "Not": op_not,
     "Equal": _compare(np.equal), "Less": _compare(np.less), "Greater": _compare(np.greater),
+    "LessOrEqual": _compare(np.less_equal), "GreaterOrEqual": _compare(np.greater_equal),
+    "And": _logical(np.logical_and), "Or": _logical(np.logical_or),
+    "Xor": _logical(np.logical_xor), "IsNaN": op_isnan, "IsInf": op_isinf,
+    "Min": _min_max(np.minimum), "Max": _min_max(np.maximum),
     "Where": op_where,
     "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"), "ReduceMax": _reduce("max"),
     "ArgMax": op_argmax,

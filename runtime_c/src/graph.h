@@ -24,6 +24,9 @@ typedef enum {
     OP_TRANSPOSE, OP_SQUEEZE, OP_UNSQUEEZE, OP_GATHER, OP_RESIZE, OP_CAST, OP_SHAPE,
     OP_IDENTITY, OP_EXPAND, OP_CONSTANTOFSHAPE, OP_RANGE, OP_TILE, OP_PAD, OP_QUANTIZE,
     OP_DEQUANTIZE, OP_DYNQUANTIZE,
+    /* comparison / logical family and Min / Max (ops_elementwise.c, ops_logical.c) */
+    OP_LESSOREQUAL, OP_GREATEROREQUAL, OP_AND, OP_OR, OP_XOR, OP_ISNAN, OP_ISINF, OP_MIN,
+    OP_MAX,
     OP__COUNT
 } cz_op_id;
 
@@ -58,6 +61,7 @@ enum { A_COS_VALUE, A_COS_DTYPE };
 enum { A_PAD_MODE };
 enum { A_QL_AXIS, A_QL_SATURATE };
 enum { A_DQL_AXIS };
+enum { A_ISINF_DETECT_NEGATIVE, A_ISINF_DETECT_POSITIVE };
 
 /* auto_pad choice indices */
 enum { AUTOPAD_NOTSET, AUTOPAD_SAME_UPPER, AUTOPAD_SAME_LOWER, AUTOPAD_VALID };

@@ -91,6 +91,8 @@ static const attr_spec AS_COS[] = {A_FLTNF("value", 0.0), A_STR("dtype", "f32", 
 static const attr_spec AS_PAD[] = {A_STR("mode", "constant", PADMODE_CH)};
 static const attr_spec AS_QL[] = {A_INT("axis", 1), A_INTC("saturate", 1, ONLY1)};
 static const attr_spec AS_DQL[] = {A_INT("axis", 1)};
+static const attr_spec AS_ISINF[] = {A_INTC("detect_negative", 1, B01),
+                                     A_INTC("detect_positive", 1, B01)};
 
 static cz_status check_spatial(const op_spec *, const char *, const cz_attr *, int, const int *, int,
                                char *, size_t);
@@ -159,6 +161,11 @@ static const op_spec OPS[OP__COUNT] = {
     [OP_QUANTIZE] = {"QuantizeLinear", 2, 3, 1, 1, NA(AS_QL), NULL},
     [OP_DEQUANTIZE] = {"DequantizeLinear", 2, 3, 1, 1, NA(AS_DQL), NULL},
     [OP_DYNQUANTIZE] = {"DynamicQuantizeLinear", 1, 1, 3, 3, NULL, 0, NULL},
+    [OP_LESSOREQUAL] = BI("LessOrEqual"), [OP_GREATEROREQUAL] = BI("GreaterOrEqual"),
+    [OP_AND] = BI("And"), [OP_OR] = BI("Or"), [OP_XOR] = BI("Xor"),
+    [OP_ISNAN] = UN("IsNaN"), [OP_ISINF] = UNA("IsInf", AS_ISINF),
+    [OP_MIN] = {"Min", 1, 64, 1, 1, NULL, 0, NULL},
+    [OP_MAX] = {"Max", 1, 64, 1, 1, NULL, 0, NULL},
 };
 
 const char *cz_op_name(cz_op_id op) {

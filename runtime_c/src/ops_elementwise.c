@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "ops_util.h"
 #include "ops_vec.h"
 
 /* elements per OpenMP chunk for the vectorised loops (below ~64k a parallel region costs
@@ -218,7 +219,15 @@ static cz_status bshape(cz_exec *ex, cz_bcast *b, int nin, cz_rt **ops) {
     return CZ_OK;
 }
 
-static int is_cmp(cz_op_id op) { return op == OP_EQUAL || op == OP_LESS || op == OP_GREATER; }
+static int is_cmp(cz_op_id op) {
+    return op == OP_EQUAL || op == OP_LESS || op == OP_GREATER || op == OP_LESSOREQUAL ||
+           op == OP_GREATEROREQUAL;
+}
+
+/* u OP v for the comparison ops (IEEE: a NaN operand compares false) */
+#define CMP(op, u, v)                                                                       \
+    ((op) == OP_EQUAL ? (u) == (v) : (op) == OP_LESS ? (u) < (v) : (op) == OP_GREATER         \
+     ? (u) > (v) : (op) == OP_LESSOREQUAL ? (u) <= (v) : (u) >= (v))
 
 static cz_status binary_float(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt *Y,
                               const cz_bcast *b) {
@@ -279,7 +288,7 @@ static cz_status binary_float(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt
             uint8_t *y = (uint8_t *)Y->data + o * inner;
             for (uint64_t i = 0; i < inner; i++) {
                 float u = a[(int64_t)i * sa], v = c[(int64_t)i * sb];
-                y[i] = nd->op == OP_EQUAL ? u == v : nd->op == OP_LESS ? u < v : u > v;
+                y[i] = CMP(nd->op, u, v);
             }
         } else {
             float *y = (float *)Y->data + o * inner;
@@ -382,6 +391,8 @@ static cz_status op_binary(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
             case OP_EQUAL: r = u == v; break;
             case OP_LESS: r = u < v; break;
             case OP_GREATER: r = u > v; break;
+            case OP_LESSOREQUAL: r = u <= v; break;
+            case OP_GREATEROREQUAL: r = u >= v; break;
             default: break;
             }
             cz_rt_put_i(Y, o * b.inner + i, r);
@@ -442,9 +453,9 @@ cz_op_fn cz_ops_elementwise(cz_op_id op) {
     case OP_NOT: return op_not;
     case OP_CLIP: return op_clip;
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_EQUAL:
-    case OP_LESS: case OP_GREATER:
+    case OP_LESS: case OP_GREATER: case OP_LESSOREQUAL: case OP_GREATEROREQUAL:
         return op_binary;
     case OP_WHERE: return op_where;
-    default: return NULL;
+    default: return cz_ops_logical(op);   /* And Or Xor IsNaN IsInf Min Max (ops_logical.c) */
     }
 }

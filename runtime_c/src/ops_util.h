@@ -21,6 +21,9 @@ uint16_t cz_f2h(double x);
 void cz_gather_strided(const uint8_t *x, uint8_t *y, int r, const int64_t *oshape,
                        const int64_t *xs, size_t es, uint64_t n);
 
+/* And, Or, Xor, IsNaN, IsInf, Min, Max (ops_logical.c; reached through cz_ops_elementwise) */
+cz_op_fn cz_ops_logical(cz_op_id op);
+
 cz_status cz_op_pad(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **out);
 cz_status cz_op_resize(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **out);
 
