@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: a temporary folder)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_cmd_demo)
+    from czmodel.cli.plan import add_parser as add_plan_parser
+
+    add_plan_parser(sub)
     try:  # compress/run/export live with the converters (optional onnx/torch extras)
         from czconvert.cli import add_subparsers
     except ImportError as e:
