@@ -241,21 +241,11 @@ def add_subparsers(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m czconvert.cli``) with the same error handling as ``cz``."""
-    from czmodel.errors import CzError
+    """Standalone entry (``python -m czconvert.cli``): the ``cz`` command itself, which
+    registers these subcommands (same parsing and error handling)."""
+    from czmodel.cli.main import main as cz_main
 
-    p = argparse.ArgumentParser(prog="czconvert")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    add_subparsers(sub)
-    args = p.parse_args(argv)
-    try:
-        return args.func(args)
-    except CzError as e:
-        print(f"cz {args.cmd}: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"cz {args.cmd}: error: {e}", file=sys.stderr)
-        return 1
+    return cz_main(argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from czmodel.errors import CzError, EncodeError
+from czmodel.errors import EncodeError
 
 EXIT_OK = 0
 
@@ -216,19 +216,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry with the ``cz`` error handling (exit 1 on bad input)."""
-    p = argparse.ArgumentParser(prog="cz")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    add_parser(sub)
-    args = p.parse_args(argv)
-    try:
-        return args.func(args)
-    except CzError as e:
-        print(f"cz {args.cmd}: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"cz {args.cmd}: error: {e}", file=sys.stderr)
-        return 1
+    """Standalone entry: the ``cz`` command itself (same parsing and error handling)."""
+    from czmodel.cli.main import main as cz_main
+
+    return cz_main(argv)
 
 
 if __name__ == "__main__":
