@@ -15,7 +15,10 @@ MatMulInteger saturates (vpmaddubsw) with full-range int8 weights, so its output
 with the gap stream released (val_ptr + col16 + values: what the format layer builds at open)
 and from the gap stream alone ("cz_relidx_walk", the CZ_RELIDX_COLS=0 lean mode). int8 runs with
 the weights packed once (czk_affine_prepare, what the graph does at load for Linear / Gemm
-weights) and, as "cz_int8_repack", repacking them on every call (batch >= 4). Our outputs are checked against numpy in the same run. Writes
+weights) and, as "cz_int8_repack", repacking them on every call (batch >= 4). Conv cases run
+dense fp32, int8 per-row AFFINE and (group 1) a 65%-pruned 8-bit k-means RELIDX form like
+LeNet-5's conv weights ("cz_conv_relidx", checked against ORT on its densified weights; its
+ratio to ORT's dense Conv is informational). Our outputs are checked against numpy in the same run. Writes
 bench/results/kernels_c.json (partial runs with --only / --quick write nothing).
 
     python bench/kernels_c.py [--rounds 11] [--quick] [--only linear|conv]
@@ -105,7 +108,7 @@ def min_ratios(ratios: dict) -> dict:
         a, b = name.split("/")
         key = {"relidx": "cz_relidx", "relidx_walk(no cache)": "cz_relidx_walk", "dense": "cz_dense",
                "int8": "cz_int8", "int8_repack": "cz_int8_repack", "conv_f32": "cz_conv_f32",
-               "conv_int8": "cz_conv_int8"}.get(a)
+               "conv_int8": "cz_conv_int8", "conv_relidx": "cz_conv_relidx"}.get(a)
         peer = {"ort_conv": "ort_conv_f32"}.get(b, b)
         if key in LAST_MIN and peer in LAST_MIN:
             out[name] = LAST_MIN[key] / LAST_MIN[peer]
@@ -274,7 +277,8 @@ def main():
                       + "  | " + " ".join(f"{k}={v:.2f}x" for k, v in row["ratios"].items())
                       + f"  ok={ok_d and ok_r and ok_a}", flush=True)
         # conv cases: (name, n, c, h, w, oc, k, stride, pad, group)
-        convs = [("lenet5 conv2 20->50 5x5 12x12", 1, 20, 12, 12, 50, 5, 1, 0, 1),
+        convs = [("lenet5 conv1 1->20 5x5 28x28", 1, 1, 28, 28, 20, 5, 1, 0, 1),
+                 ("lenet5 conv2 20->50 5x5 12x12", 1, 20, 12, 12, 50, 5, 1, 0, 1),
                  ("64->64 3x3 56x56", 1, 64, 56, 56, 64, 3, 1, 1, 1),
                  ("depthwise 3x3 96ch 56x56", 1, 96, 56, 56, 96, 3, 1, 1, 96)]
         for name, n, c, h, w, oc, k, s, pd, g in (convs if args.only in ("", "conv") else []):
@@ -293,16 +297,32 @@ def main():
             fa = lib.czb_form_affine_rows(oc, W2.shape[1], ptr(qc, "int8_t *"), ptr(sqc))
             yd = np.empty((n, oc, oh, ow), np.float32)
             ya = np.empty_like(yd)
-            lib.czb_conv(fd, ffi.cast("int64_t *", pv.ctypes.data), ptr(X), ptr(bc), ptr(yd), 1)
-            lib.czb_conv(fa, ffi.cast("int64_t *", pv.ctypes.data), ptr(X), ptr(bc), ptr(ya), 1)
-            m = {"cz_conv_f32": lambda: lib.czb_conv(fd, ffi.cast("int64_t *", pv.ctypes.data), ptr(X), ptr(bc), ptr(yd), 1),
-                 "cz_conv_int8": lambda: lib.czb_conv(fa, ffi.cast("int64_t *", pv.ctypes.data), ptr(X), ptr(bc), ptr(ya), 1)}
+            pvp = ffi.cast("int64_t *", pv.ctypes.data)
+            lib.czb_conv(fd, pvp, ptr(X), ptr(bc), ptr(yd), 1)
+            lib.czb_conv(fa, pvp, ptr(X), ptr(bc), ptr(ya), 1)
+            m = {"cz_conv_f32": lambda: lib.czb_conv(fd, pvp, ptr(X), ptr(bc), ptr(yd), 1),
+                 "cz_conv_int8": lambda: lib.czb_conv(fa, pvp, ptr(X), ptr(bc), ptr(ya), 1)}
+            yr = Wr = None
+            if g == 1:   # 65%-pruned 8-bit k-means weights as LeNet-5's (a RELIDX form)
+                keep = rng.random(W2.shape) < 0.35
+                lut = np.sort(rng.uniform(-1, 1, 256) / np.sqrt(cg * k * k)).astype(np.float32)
+                idx = np.where(keep, rng.integers(0, 256, W2.shape), -1).astype(np.int16)
+                Wr = np.where(keep, lut[np.maximum(idx, 0)], 0).astype(np.float32)
+                fr = lib.czb_form_relidx(oc, W2.shape[1], ptr(idx, "int16_t *"), ptr(lut), 256, 8)
+                lib.czb_relidx_prepare(fr, 1)
+                yr = np.empty_like(yd)
+                lib.czb_conv(fr, pvp, ptr(X), ptr(bc), ptr(yr), 1)
+                m["cz_conv_relidx"] = lambda: lib.czb_conv(fr, pvp, ptr(X), ptr(bc), ptr(yr), 1)
             ok = None
             if ort:
                 cs = ort[2](Wc, bc, s, pd, g)
                 ref = cs.run(None, {"X": X})[0]
                 ok = bool(np.allclose(yd, ref, rtol=1e-4, atol=1e-4)) and \
                     float(np.abs(ya - ref).max()) <= 0.03 * float(np.abs(ref).max())
+                if yr is not None:
+                    csr = ort[2](Wr.reshape(Wc.shape), bc, s, pd, g)
+                    ok = ok and bool(np.allclose(yr, csr.run(None, {"X": X})[0], rtol=1e-4,
+                                                 atol=1e-4))
                 m["ort_conv_f32"] = lambda: cs.run(None, {"X": X})
             t = run_interleaved(m, args.rounds)
             row = {"case": f"conv {name}", "batch": n, "times_us": {k2: v * 1e6 for k2, v in t.items()},
@@ -310,6 +330,8 @@ def main():
             if ort:
                 row["ratios"] = {"conv_f32/ort_conv": t["cz_conv_f32"] / t["ort_conv_f32"],
                                  "conv_int8/ort_conv_f32": t["cz_conv_int8"] / t["ort_conv_f32"]}
+                if "cz_conv_relidx" in t:   # (informational: sparse weights vs dense ORT)
+                    row["ratios"]["conv_relidx/ort_conv_f32"] = t["cz_conv_relidx"] / t["ort_conv_f32"]
             row["ratios_of_min"] = min_ratios(row["ratios"])
             row["times_us_minmax"] = LAST_SPREAD
             rows_out.append(row)
@@ -332,7 +354,9 @@ def main():
                 all(r[rk]["int8/ort_dq_mmi"] <= 1.25 for r in lin)
             tg["int8 <= 1.25x bare ORT MatMulInteger (u8 input given, int32 out) everywhere"] = \
                 all(r[rk]["int8/ort_matmulinteger"] <= 1.25 for r in lin)
-        cv = [r for r in rows_out if r["case"].startswith("conv")]
+        # conv targets on the shapes they were set on (conv1, 1 input channel, is reported
+        # beside them)
+        cv = [r for r in rows_out if r["case"].startswith("conv") and "conv1" not in r["case"]]
         if ort and cv:
             tg["conv f32 <= 1.3x ORT Conv"] = all(r[rk]["conv_f32/ort_conv"] <= 1.3 for r in cv)
             tg["int8 conv <= 0.7x ORT fp32 Conv"] = all(r[rk]["conv_int8/ort_conv_f32"] <= 0.7 for r in cv)

@@ -26,9 +26,11 @@ file's gap stream (CZ_RELIDX_COLS=0) and without the int8 packing (CZ_INT8_PACK=
 is CModel(path) (cz_open_file: every CRC, decode and validation, plus the graph) against
 onnxruntime.InferenceSession creation of the fp32 ONNX file, interleaved.
 
-Protocol (/work/shared/benchmarking.md): per (model, threads) the three runners (ours, ORT fp32,
-ORT int8) are warmed up (>= 3 calls and 50 ms), then timed in interleaved samples (A B C A B C
-...), each sample a batch of back-to-back calls lasting >= ~200 us; median per call and min/max.
+Protocol (/work/shared/benchmarking.md): per (model, threads) the runners (ours, ORT fp32,
+ORT int8, and "ours_c_only": cz_run through cffi with descriptors built once, i.e. the C time
+without CModel.run's Python side) are warmed up (>= 3 calls and 50 ms), then timed in
+interleaved samples (A B C D A B C D ...), each sample a batch of back-to-back calls lasting
+>= ~200 us; median per call and min/max; ratios from medians and from minima.
 Ours is checked inside the bench against ORT running the decoded graph of the same .cz
 (czconvert.cz_to_onnx), so a fast wrong runtime cannot win; fidelity vs the fp32 original is
 reported too. Writes bench/results/models.json and prints a table.
@@ -329,6 +331,41 @@ def build_minilm(work: Path, quick: bool) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- runs
+def c_only(m, feeds: dict):
+    """cz_run called straight through cffi with descriptors built once (inputs bound, output
+    buffers from a first run): the C time plus one cffi call, i.e. CModel.run without its
+    Python side. ours - this = the binding's per-call overhead."""
+    from czmodel.runtime.c_backend import _ERRLEN, _NP_TO_CZ, ffi, lib
+
+    first = m.run(feeds)
+    keep = []
+    tin = ffi.new("cz_tensor[]", len(feeds))
+    for j, (name, x) in enumerate(feeds.items()):
+        x = np.ascontiguousarray(x)
+        nm = ffi.new("char[]", name.encode())
+        b = ffi.from_buffer(x)
+        keep += [x, nm, b]
+        tin[j].name, tin[j].dtype, tin[j].ndim = nm, _NP_TO_CZ[x.dtype], x.ndim
+        tin[j].shape[0:x.ndim] = x.shape
+        tin[j].data, tin[j].bytes = b, x.nbytes
+    outs = [np.empty_like(a) for a in first.values()]
+    tout = ffi.new("cz_tensor[]", len(outs))
+    for j, a in enumerate(outs):
+        b = ffi.from_buffer(a)
+        keep.append(b)
+        tout[j].data, tout[j].bytes = b, a.nbytes
+    err = ffi.new("char[]", _ERRLEN)
+    mm, n_in, n_out = m._m, len(feeds), len(outs)
+
+    def run():
+        for j in range(n_out):   # (C writes the real sizes back)
+            tout[j].bytes = outs[j].nbytes
+        if lib.cz_run(mm, tin, n_in, tout, n_out, err, _ERRLEN) != lib.CZ_OK:
+            raise RuntimeError(ffi.string(err).decode())
+    run.keep = (keep, tin, tout, err, outs)
+    return run
+
+
 def run_case(case: dict, threads: list[int], budget: float) -> dict:
     from czmodel.runtime.c_backend import CModel
 
@@ -363,15 +400,25 @@ def run_case(case: dict, threads: list[int], budget: float) -> dict:
                                                                    b.argmax(1)).mean()),
                                "cosine_vs_fp32": cosine(a, b), "n": int(len(a))}
         r = measure({"ours": lambda: m.run(feeds), "ort_fp32": lambda: s32.run(None, feeds),
-                     "ort_int8": lambda: s8.run(None, feeds)}, budget)
+                     "ort_int8": lambda: s8.run(None, feeds), "ours_c_only": c_only(m, feeds)},
+                    budget)
         r["check"] = chk
         r["ratio_vs_fp32"] = r["ours"]["median_us"] / r["ort_fp32"]["median_us"]
         r["ratio_vs_int8"] = r["ours"]["median_us"] / r["ort_int8"]["median_us"]
+        # the same ratios from per-runner minima (the machine may be shared: medians of
+        # interleaved samples still move with the neighbours' load, minima much less)
+        r["ratio_vs_fp32_of_min"] = r["ours"]["min_us"] / r["ort_fp32"]["min_us"]
+        r["ratio_vs_int8_of_min"] = r["ours"]["min_us"] / r["ort_int8"]["min_us"]
+        # what the Python binding adds per call: CModel.run vs the bare cffi cz_run call
+        r["binding_overhead_us"] = r["ours"]["median_us"] - r["ours_c_only"]["median_us"]
+        r["binding_overhead_us_of_min"] = r["ours"]["min_us"] - r["ours_c_only"]["min_us"]
         res["threads"][str(t)] = r
         m.close()
         print(f"  {case['name']:10s} threads={t}: ours {r['ours']['median_us']:9.1f} us  "
-              f"ORT fp32 {r['ort_fp32']['median_us']:9.1f}  ORT int8 "
-              f"{r['ort_int8']['median_us']:9.1f}  -> {r['ratio_vs_fp32']:.2f}x fp32, "
+              f"(C alone {r['ours_c_only']['median_us']:.1f})  ORT fp32 "
+              f"{r['ort_fp32']['median_us']:9.1f}  ORT int8 "
+              f"{r['ort_int8']['median_us']:9.1f}  -> {r['ratio_vs_fp32']:.2f}x fp32 "
+              f"({r['ratio_vs_fp32_of_min']:.2f}x of minima), "
               f"{r['ratio_vs_int8']:.2f}x int8  (check: rel err {chk['max_rel_err']:.2g})",
               flush=True)
     del dec_out
@@ -458,8 +505,9 @@ def machine() -> dict:
 
 
 def table(results: list[dict], threads: list[int]) -> str:
-    lines = ["| model | threads | ours (us) [min-max] | ORT fp32 (us) | ORT int8 (us) | "
-             "ours/fp32 | ours/int8 | target |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | threads | ours (us) [min-max] | C alone (us) | ORT fp32 (us) | "
+             "ORT int8 (us) | ours/fp32 | (of minima) | ours/int8 | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         small = not r["name"].startswith("minilm")
         for t in threads:
@@ -470,9 +518,12 @@ def table(results: list[dict], threads: list[int]) -> str:
             else:
                 ok = x["ratio_vs_fp32"] <= 1.0 and x["ratio_vs_int8"] <= 1.3
                 tgt = f"<= 1.0x fp32 & <= 1.3x int8: {'met' if ok else 'MISSED'}"
+            c = x.get("ours_c_only", {}).get("median_us", float("nan"))
             lines.append(f"| {r['name']} | {t} | {o['median_us']:.1f} [{o['min_us']:.1f}-"
-                         f"{o['max_us']:.1f}] | {f['median_us']:.1f} | {q['median_us']:.1f} | "
-                         f"{x['ratio_vs_fp32']:.2f} | {x['ratio_vs_int8']:.2f} | {tgt} |")
+                         f"{o['max_us']:.1f}] | {c:.1f} | {f['median_us']:.1f} | "
+                         f"{q['median_us']:.1f} | {x['ratio_vs_fp32']:.2f} | "
+                         f"{x.get('ratio_vs_fp32_of_min', float('nan')):.2f} | "
+                         f"{x['ratio_vs_int8']:.2f} | {tgt} |")
     lines += ["", "| model | resident (KB) | fp32 (KB) | resident/fp32 | (relidx gaps) | "
               "(no int8 pack) | load (ms) | ORT session (ms) | load/ORT |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -661,6 +661,70 @@ def test_graph_validation_errors(cb, tmp_path):
             Graph.from_header(g, set())
 
 
+# ---------------------------------------------------------------------------- fast path
+def test_run_fast_path(cb, tmp_path):
+    """CModel.run reuses the previous call's descriptors when names, shapes and dtypes repeat
+    (the serving loop); every result must equal the general path's, each call returns new
+    arrays, and any change (shape, dtype, non-contiguous input, non-ndarray feed, extra
+    feed, closed model) goes through the general path with its usual results and errors."""
+    p, _ = lenet5(tmp_path)
+    m = cb.CModel(p, threads=1)
+    xs = [rand(2, 1, 28, 28) for _ in range(4)]
+    want = [m._run_slow({"x": x})["y"].copy() for x in xs]
+    outs = []
+    for _ in range(3):
+        for x, w in zip(xs, want):
+            y = m.run({"x": x})["y"]
+            np.testing.assert_array_equal(y, w)
+            outs.append(y)
+    assert m._tls.fast is not None   # the fast path was armed
+    assert len({id(o) for o in outs}) == len(outs) and not np.shares_memory(outs[-1], outs[-2])
+    np.testing.assert_array_equal(outs[0], want[0])   # (not overwritten by later calls)
+    # other batch size, then back
+    x3 = rand(3, 1, 28, 28)
+    y3 = [m.run({"x": x3})["y"] for _ in range(3)]
+    assert y3[0].shape == (3, 10)
+    np.testing.assert_array_equal(y3[0], y3[2])
+    np.testing.assert_array_equal(m.run({"x": xs[1]})["y"], want[1])
+    # non-contiguous input, non-ndarray input, float64 input
+    xw = np.zeros((2, 1, 28, 56), F)
+    xw[..., ::2] = xs[2]
+    xnc = xw[..., ::2]
+    assert not xnc.flags.c_contiguous
+    np.testing.assert_array_equal(m.run({"x": xnc})["y"], want[2])
+    np.testing.assert_array_equal(m.run({"x": xs[3].tolist()})["y"], want[3])
+    with pytest.raises(RuntimeInputError):
+        m.run({"x": xs[0].astype(np.float64)})
+    np.testing.assert_array_equal(m.run({"x": xs[0]})["y"], want[0])
+    np.testing.assert_array_equal(m.run({"x": xs[0]})["y"], want[0])
+    with pytest.raises(RuntimeInputError):
+        m.run({"x": xs[0], "extra": xs[0]})
+    with pytest.raises(RuntimeInputError):
+        m.run({"x": rand(2, 1, 27, 28)})
+    np.testing.assert_array_equal(m.run({"x": xs[0]})["y"], want[0])
+    m.close()
+    with pytest.raises(ValueError):
+        m.run({"x": xs[0]})
+
+
+def test_run_fast_path_data_dependent_shape(cb, tmp_path):
+    """A graph output whose shape depends on the data: the fast path sees C report another
+    shape than the previous call's and repeats the call on the general path."""
+    g = Graph([ValueInfo("x", "f32", [4])], [ValueInfo("y", "f32", ["K"])],
+              [OpNode("Greater", "gt", ["x", "zero"], ["m"]),
+               OpNode("Cast", "c", ["m"], ["mi"], {"to": "i64"}),
+               OpNode("ReduceSum", "s", ["mi"], ["n"], {"keepdims": 1}),
+               OpNode("Slice", "sl", ["x", "start", "n"], ["y"])])
+    p = tmp_path / "dyn.cz"
+    czmodel.write(p, {"zero": np.zeros(1, F), "start": np.zeros(1, np.int64)}, graph=g)
+    m = cb.CModel(p, threads=1)
+    for x in ([1, 2, -1, -1], [1, 2, -1, -1], [1, 2, -1, -1], [1, 2, 3, -1], [1, -2, 3, 4],
+              [1, 2, 3, 4], [1, 2, 3, 4], [-1, 2, 3, 4]):
+        x = np.array(x, F)
+        n = int((x > 0).sum())
+        np.testing.assert_array_equal(m.run({"x": x})["y"], x[:n])
+
+
 # ---------------------------------------------------------------------------- threads
 def test_threads_same_as_sequential(cb, tmp_path):
     p, _ = lenet5(tmp_path)

@@ -104,3 +104,22 @@ void cz_arena_free_all(cz_arena *ar) {
     ar->head = NULL;
     ar->used = 0;
 }
+
+void cz_arena_reset(cz_arena *ar, size_t keep_max) {
+    cz_arena_block *keep = NULL;
+    for (cz_arena_block *b = ar->head; b; b = b->next)
+        if (b->size <= keep_max && (!keep || b->size > keep->size)) keep = b;
+    cz_arena_block *b = ar->head;
+    while (b) {
+        cz_arena_block *n = b->next;
+        if (b != keep) cz_mem_free(ar->a, b);
+        b = n;
+    }
+    ar->head = keep;
+    ar->used = 0;
+    if (keep) {
+        keep->next = NULL;
+        keep->pos = 0;
+        ar->used = (uint64_t)keep->size + ARENA_HDR;
+    }
+}

@@ -46,6 +46,10 @@ typedef struct {
 void cz_arena_init(cz_arena *ar, const cz_allocator *a, uint64_t cap);
 void *cz_arena_alloc(cz_arena *ar, size_t size, size_t align);   /* NULL: out of memory/cap */
 void cz_arena_free_all(cz_arena *ar);
+/* Free every allocation at once but keep the largest block of at most keep_max bytes for
+ * the next allocations (a workspace reused call after call: no allocator traffic once it
+ * has grown). cz_arena_free_all still releases everything. */
+void cz_arena_reset(cz_arena *ar, size_t keep_max);
 
 /* ---- msgpack reader (src/msgpack.c) -------------------------------------------------- */
 

@@ -5,6 +5,8 @@
 #ifndef CZ_GRAPH_MODEL_H
 #define CZ_GRAPH_MODEL_H
 
+#include <string.h>
+
 #include "cz_model.h"
 #include "graph.h"
 
@@ -71,11 +73,42 @@ static void gm_graph_free_hook(cz_model *m) {
     }
 }
 
+/* What the model keeps for the executor: the plan, and idle run caches (exec.c: the
+ * workspace, value table and intermediate buffers of a finished cz_run, handed to the next
+ * one so that a steady serving loop does no allocator calls). A cz_run takes a cache with
+ * an atomic exchange (or builds one when all are busy: concurrent runs each have their
+ * own) and puts it back with a compare-and-swap into an empty slot (or frees it). */
+typedef struct cz_runcache cz_runcache;
+#define GM_RUNCACHES 4
+typedef struct {
+    cz_graph *g;
+    cz_runcache *idle[GM_RUNCACHES];
+} gm_state;
+
+/* exec.c: the model's graph_free hook when m->graph is a gm_state (frees the caches, the
+ * graph and the state). Its address also tells which of the two m->graph holds. */
+void cz_gm_state_free(cz_model *m);
+
 static inline void gm_attach(cz_model *m, cz_graph *g) {
-    m->graph = g;
-    m->graph_free = gm_graph_free_hook;
+    gm_state *s = cz_mem_alloc(&m->alloc, sizeof *s, 64);
+    if (s) {
+        memset(s, 0, sizeof *s);
+        s->g = g;
+        m->graph = s;
+        m->graph_free = cz_gm_state_free;
+    } else {   /* (no memory for the state: the plan alone, runs without caches) */
+        m->graph = g;
+        m->graph_free = gm_graph_free_hook;
+    }
 }
 
-static inline const cz_graph *gm_graph(const cz_model *m) { return (const cz_graph *)m->graph; }
+static inline gm_state *gm_state_of(const cz_model *m) {
+    return m->graph && m->graph_free == cz_gm_state_free ? (gm_state *)m->graph : NULL;
+}
+
+static inline const cz_graph *gm_graph(const cz_model *m) {
+    gm_state *s = gm_state_of(m);
+    return s ? s->g : (const cz_graph *)m->graph;
+}
 
 #endif /* CZ_GRAPH_MODEL_H */

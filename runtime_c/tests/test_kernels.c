@@ -17,7 +17,10 @@
  * checked at batch 1/3 (GEMV) and 5..64 (packed int16 GEMM) for every scale layout, with the
  * weights repacked per call and packed once at load (czk_affine_prepare); conv
  * cases with per-row int8 weights run the per-pixel column quantization path, group-wise
- * ones the patches path; test_gemm_inplace drives the GEMM's unpacked k-major B path.
+ * ones the patches path; test_gemm_inplace drives the GEMM's unpacked k-major B path;
+ * test_conv_paths covers each conv lowering (implicit-im2col GEMM, sparse panels, direct
+ * small-channel conv, packed int8 -- the latter bit for bit against the im2col-tile path)
+ * and their fallbacks.
  */
 #include <math.h>
 #include <stdio.h>
@@ -564,6 +567,7 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
         break;
     case 5: f = mk_svd(oc, K, 3, 0); break;
     case 6: f = mk_affine(oc, K, 4, 2, 7, 1); break;
+    case 8: f = mk_relidx(oc, K, 0.3, irand(2, 8), 0, 0); break;   /* float values */
     default: { /* tucker2 (group 1) */
         int64_t rin = irand(1, 5), rout = irand(1, 5);
         f = new_form(CZ_FORM_TUCKER2, oc, K);
@@ -623,6 +627,100 @@ static void test_conv(void) {
     }
 }
 
+/* ---- the conv lowering paths -------------------------------------------------------------
+ * czk_conv2d picks per shape and form: the implicit-im2col GEMM (DENSE, stride_w 1, >= 4
+ * channels per group), the sparse panel kernel (RELIDX with the column cache), the direct
+ * small-channel conv (<= 3 channels per group, stride 1) and the packed int8 path (AFFINE
+ * per-row/per-tensor, stride_w 1, >= 4 channels), each with fallbacks (short output rows,
+ * odd panels). Float forms are checked against the naive conv on shapes that hit every
+ * path and fallback (row tails of the register tiles, outputs narrower than a vector,
+ * several K blocks, padding, dilation, row strides, groups). int8 is checked BIT FOR BIT
+ * against czk_set_conv_legacy(1) (the im2col-tile path): same per-pixel scales, same int32
+ * sums, same epilogue -- also with NaN / inf / all-zero patches in the input. */
+static void conv_i8_legacy_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
+                                int64_t k, int64_t group, int64_t sh, int64_t pad, int mode,
+                                int zp, int special, const char *name) {
+    czk_conv_params p = {n, c, h, w, oc, k, k, group, sh, 1, 1, 1, pad, pad, pad, pad, 0, 0};
+    p.oh = (h + 2 * pad - k) / sh + 1;
+    p.ow = (w + 2 * pad - k) + 1;
+    int64_t K = c / group * k * k, nx = n * c * h * w, ny = n * oc * p.oh * p.ow;
+    cz_form *f = mk_affine(oc, K, 8, mode, 0, zp);
+    float *x = frandv(nx), *b = frandv(oc), *y1 = xalloc((size_t)ny * 4), *y2 = xalloc((size_t)ny * 4);
+    if (special & 1) x[nx / 3] = NAN;
+    if (special & 2) for (int64_t i = 0; i < h * w && i < nx; i++) x[i] = 0.f;   /* zero patches */
+    if (special & 4) x[nx / 2] = 1e30f;
+    if (special & 8) x[nx / 5] = INFINITY;
+    if (special & 2 && c / group == c)   /* every channel zero in the top-left corner */
+        for (int64_t ci = 0; ci < c; ci++)
+            for (int64_t i = 0; i < 2 * w && i < h * w; i++) x[ci * h * w + i] = 0.f;
+    char ctx[160];
+    snprintf(ctx, sizeof ctx, "int8 conv %s (mode %d zp %d special %d) vs legacy", name, mode, zp,
+             special);
+    cz_status s1 = czk_conv2d(f, &p, x, b, y1, &g_ws);
+    cz_arena_free_all(&g_ws.arena);
+    czk_set_conv_legacy(1);
+    cz_status s2 = czk_conv2d(f, &p, x, b, y2, &g_ws);
+    czk_set_conv_legacy(0);
+    cz_arena_free_all(&g_ws.arena);
+    g_checks++;
+    if (s1 != CZ_OK || s2 != CZ_OK || memcmp(y1, y2, (size_t)ny * 4)) {
+        int64_t i = 0;
+        while (i < ny && !memcmp(y1 + i, y2 + i, 4)) i++;
+        fprintf(stderr, "FAIL %s [%s]: status %d/%d, first difference at %lld: %g vs %g\n",
+                g_what, ctx, s1, s2, (long long)i, i < ny ? y1[i] : 0.0, i < ny ? y2[i] : 0.0);
+        g_fail++;
+    }
+    free(x); free(b); free(y1); free(y2);
+    free_form(f);
+}
+
+static void test_conv_paths(void) {
+    static const int kinds[] = {0, 1, 2, 8};   /* dense, relidx (codebook / float), codebook */
+    for (int ki = 0; ki < 4; ki++)
+    for (int md = 0; md < (kinds[ki] == 1 ? 3 : kinds[ki] == 8 ? 2 : 1); md++) {
+        int kind = kinds[ki];
+        g_relidx_mode = kind == 1 ? md : kind == 8 ? 2 - md : -1;
+        /* row tails of the 6/4-row tiles (implicit GEMM), panels of 16/32 pixels */
+        for (int64_t oc = 1; oc <= 8; oc++)
+            conv_case(1, 8, 9, 10, oc, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "oc tails");
+        conv_case(1, 8, 9, 10, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "oc 13");
+        /* narrow outputs: runs of 4, 2 and 1 pixels per panel row (pack fallbacks) */
+        conv_case(1, 6, 4, 4, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "4x4 out");
+        conv_case(1, 6, 2, 2, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "2x2 out");
+        conv_case(1, 5, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, kind, "width 1");
+        conv_case(2, 4, 7, 37, 6, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "width 35, 2 images");
+        /* row stride 2 with stride_w 1, dilation, asymmetric padding */
+        conv_case(1, 8, 13, 12, 7, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1, kind, "stride_h 2");
+        conv_case(1, 6, 14, 15, 5, 3, 3, 1, 1, 1, 2, 2, 2, 2, 2, 2, kind, "dilation 2");
+        conv_case(1, 5, 11, 13, 9, 3, 5, 1, 1, 1, 1, 1, 2, 0, 1, 3, kind, "3x5 asym pad");
+        /* several K blocks at channel boundaries (odd kh*kw), groups of >= 4 channels */
+        conv_case(1, 130, 6, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "K 1170");
+        conv_case(1, 25, 8, 9, 7, 5, 5, 1, 1, 1, 1, 1, 2, 2, 2, 2, kind, "K 625 5x5");
+        conv_case(1, 8, 9, 10, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, kind, "groups 2 x 4ch");
+        conv_case(1, 4, 20, 40, 5, 9, 9, 1, 1, 1, 1, 1, 4, 4, 4, 4, kind, "9x9 (pack table full)");
+        /* 1x1 (pointwise) through the implicit GEMM */
+        conv_case(1, 16, 7, 9, 10, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "1x1");
+        /* direct small-channel conv: 1-3 channels per group, stride 1 */
+        conv_case(1, 1, 28, 28, 20, 5, 5, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "lenet conv1");
+        conv_case(2, 3, 10, 12, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "3ch pad1");
+        conv_case(1, 2, 9, 19, 6, 3, 3, 2, 1, 1, 2, 2, 2, 2, 2, 2, kind, "1ch/group dil2");
+        conv_case(1, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, kind, "3ch 7 wide");
+        conv_case(1, 2, 11, 17, 3, 3, 3, 1, 1, 1, 1, 1, 0, 2, 1, 0, kind, "2ch asym pad");
+    }
+    g_relidx_mode = -1;
+    /* int8: per tensor / per row, with and without zero points, special values */
+    for (int mode = 0; mode <= 1; mode++)
+        for (int zp = 0; zp <= 1; zp++) {
+            conv_i8_legacy_case(1, 20, 12, 12, 50, 5, 1, 1, 0, mode, zp, 0, "lenet conv2");
+            conv_i8_legacy_case(1, 64, 10, 11, 13, 3, 1, 1, 1, mode, zp, 0, "64ch pad1");
+            conv_i8_legacy_case(2, 8, 9, 21, 5, 3, 1, 2, 1, mode, zp, 0, "stride_h 2");
+            conv_i8_legacy_case(1, 8, 9, 10, 6, 3, 2, 1, 1, mode, zp, 0, "groups 2");
+            conv_i8_legacy_case(1, 8, 3, 3, 4, 3, 1, 1, 1, mode, zp, 0, "3x3 out");
+            for (int sp = 1; sp <= 15; sp++)
+                conv_i8_legacy_case(1, 8, 9, 10, 7, 3, 1, 1, 1, mode, zp, sp, "specials");
+        }
+}
+
 int main(int argc, char **argv) {
     (void)argc; (void)argv;
     int feats = czk_cpu_features();
@@ -645,6 +743,7 @@ int main(int argc, char **argv) {
             test_forms();
             test_relidx_batches();
             test_conv();
+            test_conv_paths();
             test_int8_exact();
             printf("%-20s checks=%d failures=%d\n", what, g_checks - c0, g_fail - f0);
             fflush(stdout);

@@ -250,9 +250,11 @@ static int32_t *group_sums(const cz_form *w, int64_t n, const int8_t *xq, int64_
 typedef void (*uk16_fn)(int64_t nkp, const int32_t *a, const int16_t *b, int32_t *c,
                         int64_t ldc, int load);
 
-#define DEF_UK16(MR, NV)                                                                      \
-    CZK_T_AVX2 static void uk16_##MR##x##NV(int64_t nkp, const int32_t *a, const int16_t *b,  \
-                                            int32_t *c, int64_t ldc, int load) {              \
+#define DEF_UK16(MR, NV) DEF_UK16S(uk16_##MR##x##NV, MR, NV, MR)
+/* AS: stride of the A tile per kp (MR, or 6 for a 4-row kernel on a 6-row tile) */
+#define DEF_UK16S(NAME, MR, NV, AS)                                                           \
+    CZK_T_AVX2 static void NAME(int64_t nkp, const int32_t *a, const int16_t *b,              \
+                                int32_t *c, int64_t ldc, int load) {                          \
         __m256i acc[MR][NV];                                                                  \
         _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
             _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
@@ -262,7 +264,7 @@ typedef void (*uk16_fn)(int64_t nkp, const int32_t *a, const int16_t *b, int32_t
             _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
                 bv[j] = _mm256_load_si256((const __m256i *)(b + (kp * NV + j) * 16));         \
             _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++) {                            \
-                __m256i av = _mm256_set1_epi32(a[kp * MR + m]);                               \
+                __m256i av = _mm256_set1_epi32(a[kp * AS + m]);                               \
                 _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                          \
                     acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(av, bv[j]));    \
             }                                                                                 \
@@ -277,6 +279,7 @@ typedef void (*uk16_fn)(int64_t nkp, const int32_t *a, const int16_t *b, int32_t
     }
 DEF_UK16(6, 2)
 DEF_UK16(4, 3)
+DEF_UK16S(uk16_4of6x2, 4, 2, 6)   /* conv: last weight tile with <= 4 rows */
 
 /* The same micro-kernel on weights packed once at load (czk_affine_prepare): B vector j
  * comes from its own 8-row sub-panel b[j] ([kp][8][2] int8, 16 bytes per kp), widened to
@@ -835,27 +838,40 @@ czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_w
     return c;
 }
 
-CZK_T_AVX2 static void conv_panel_i8(const czk_i8conv *cv, const float *col, int64_t ldp,
-                                     int64_t j0, int nj, const float *inv, const float *sx,
-                                     const float *bias, float *y, int64_t ys_r, int16_t *bp,
-                                     int32_t *xsum) {
+/* quantize rows 2 kp0 .. 2 kp1 - 1 of 16 pixel columns (col: row 2 kp0, stride ldp, from
+ * column j0) with the pixels' 127 / max |patch| into the int16 panel bp ([kp][16][2], kp
+ * absolute), adding the rows into xs[0..15] (per-pixel sums, for zero points) */
+CZK_T_AVX2 static void quant_block_i8(const czk_i8conv *cv, const float *col, int64_t ldp,
+                                      int64_t j0, int64_t kp0, int64_t kp1, const float *inv,
+                                      int plain, int16_t *bp, int32_t *xs) {
     const cz_form *w = cv->w;
-    int64_t K = cv->K, nkp = cv->nkp;
+    int64_t K = cv->K;
     const int32_t *Z = w->u.affine.zp;
     const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
     __m256 iv0 = _mm256_loadu_ps(inv + j0), iv1 = _mm256_loadu_ps(inv + j0 + 8);
-    __m256i xs0 = _mm256_setzero_si256(), xs1 = xs0;
+    __m256i xs0 = _mm256_loadu_si256((const __m256i *)xs);
+    __m256i xs1 = _mm256_loadu_si256((const __m256i *)(xs + 8));
 #define QV(ptr, iv)                                                                           \
     ({                                                                                        \
         __m256 t_ = _mm256_mul_ps(_mm256_loadu_ps(ptr), iv);                                  \
         t_ = _mm256_and_ps(t_, _mm256_cmp_ps(t_, t_, _CMP_ORD_Q));                            \
         _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t_), lo), hi);                   \
     })
-    for (int64_t kp = 0; kp < nkp; kp++) {
-        const float *c0 = col + (2 * kp) * ldp + j0;
-        __m256i a0 = QV(c0, iv0), a1 = QV(c0 + 8, iv1), b0, b1;
-        if (2 * kp + 1 < K) { b0 = QV(c0 + ldp, iv0); b1 = QV(c0 + ldp + 8, iv1); }
-        else { b0 = _mm256_setzero_si256(); b1 = b0; }
+    /* plain: no NaN in the columns and every pixel's 127 / max finite, so |x * inv| <=
+     * 127 (+ rounding) for every element: the NaN mask and the clamp are no-ops, skipped */
+#define QP(ptr, iv) _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(ptr), iv))
+    for (int64_t kp = kp0; kp < kp1; kp++) {
+        const float *c0 = col + (2 * (kp - kp0)) * ldp + j0;
+        __m256i a0, a1, b0, b1;
+        if (plain) {
+            a0 = QP(c0, iv0); a1 = QP(c0 + 8, iv1);
+            if (2 * kp + 1 < K) { b0 = QP(c0 + ldp, iv0); b1 = QP(c0 + ldp + 8, iv1); }
+            else { b0 = _mm256_setzero_si256(); b1 = b0; }
+        } else {
+            a0 = QV(c0, iv0); a1 = QV(c0 + 8, iv1);
+            if (2 * kp + 1 < K) { b0 = QV(c0 + ldp, iv0); b1 = QV(c0 + ldp + 8, iv1); }
+            else { b0 = _mm256_setzero_si256(); b1 = b0; }
+        }
         if (Z) {
             xs0 = _mm256_add_epi32(xs0, _mm256_add_epi32(a0, b0));
             xs1 = _mm256_add_epi32(xs1, _mm256_add_epi32(a1, b1));
@@ -867,15 +883,29 @@ CZK_T_AVX2 static void conv_panel_i8(const czk_i8conv *cv, const float *col, int
                            _mm256_or_si256(_mm256_and_si256(a1, m16), _mm256_slli_epi32(b1, 16)));
     }
 #undef QV
-    _mm256_storeu_si256((__m256i *)xsum, xs0);
-    _mm256_storeu_si256((__m256i *)(xsum + 8), xs1);
+#undef QP
+    _mm256_storeu_si256((__m256i *)xs, xs0);
+    _mm256_storeu_si256((__m256i *)(xs + 8), xs1);
+}
+
+/* the int16 GEMM of every weight tile against the quantized panel bp, then y = acc * sw *
+ * sx (+ bias) into 16 pixel columns from j0 (nj valid) */
+CZK_T_AVX2 static void gemm_panel_i8(const czk_i8conv *cv, int64_t j0, int nj, const float *sx,
+                                     const float *bias, float *y, int64_t ys_r,
+                                     const int16_t *bp, const int32_t *xs) {
+    const cz_form *w = cv->w;
+    __m256i xs0 = _mm256_loadu_si256((const __m256i *)xs);
+    __m256i xs1 = _mm256_loadu_si256((const __m256i *)(xs + 8));
+    int64_t nkp = cv->nkp;
+    const int32_t *Z = w->u.affine.zp;
     const float *S = w->u.affine.scale;
     int64_t R = cv->r1 - cv->r0;
     __m256 sx0 = _mm256_loadu_ps(sx + j0), sx1 = _mm256_loadu_ps(sx + j0 + 8);
     int32_t tile[6 * 16] __attribute__((aligned(32)));
     for (int64_t t = 0; t * 6 < R; t++) {
-        uk16_6x2(nkp, cv->ap + t * nkp * 6, bp, tile, 16, 0);
         int mr = R - t * 6 < 6 ? (int)(R - t * 6) : 6;
+        if (mr <= 4) uk16_4of6x2(nkp, cv->ap + t * nkp * 6, bp, tile, 16, 0);
+        else uk16_6x2(nkp, cv->ap + t * nkp * 6, bp, tile, 16, 0);
         for (int m = 0; m < mr; m++) {
             int64_t r = cv->r0 + t * 6 + m;
             int64_t si = sidx(w, r, 0);
@@ -900,6 +930,15 @@ CZK_T_AVX2 static void conv_panel_i8(const czk_i8conv *cv, const float *col, int
             }
         }
     }
+}
+
+CZK_T_AVX2 static void conv_panel_i8(const czk_i8conv *cv, const float *col, int64_t ldp,
+                                     int64_t j0, int nj, const float *inv, const float *sx,
+                                     const float *bias, float *y, int64_t ys_r, int16_t *bp,
+                                     int plain) {
+    int32_t xs[16] = {0};
+    quant_block_i8(cv, col, ldp, j0, 0, cv->nkp, inv, plain, bp, xs);
+    gemm_panel_i8(cv, j0, nj, sx, bias, y, ys_r, bp, xs);
 }
 
 cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
@@ -931,9 +970,67 @@ cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t l
         tid = omp_get_thread_num();
 #endif
         int16_t *bp = (int16_t *)(((uintptr_t)(buf + (size_t)tid * per) + 63) & ~(uintptr_t)63);
-        int32_t *xsum = (int32_t *)(bp + cv->nkp * 32);
         int nj = np - p * 16 < 16 ? (int)(np - p * 16) : 16;
-        conv_panel_i8(cv, col, ldp, p * 16, nj, inv, sx, bias, y, ys_r, bp, xsum);
+        conv_panel_i8(cv, col, ldp, p * 16, nj, inv, sx, bias, y, ys_r, bp, 0);
+    }
+    return CZ_OK;
+}
+
+/* The same per-panel quantize + GEMM with the panels packed straight from the image
+ * (czk_gemm_f32_implicit's pack: all K rows of 16 pixels as floats, one panel at a time,
+ * L1/L2-resident) instead of an im2col tile, and the per-pixel max |patch| given (am[j],
+ * computed by the caller from the image in one pass). */
+cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const void *pctx,
+                                 int64_t kgran, const float *am, int64_t np, int nan_free,
+                                 const float *bias, float *y, int64_t ys_r, cz_ws *ws) {
+    int64_t K = cv->K, npan = (np + 15) / 16, npad = npan * 16;
+    float *inv = czk_scratch(ws, (size_t)npad * 2 * sizeof(float));
+    if (!inv) return CZ_ERR_MEMORY;
+    float *sx = inv + npad;
+    for (int64_t j = 0; j < npad; j++) {
+        float a = j < np ? am[j] : 0.f;
+        if (!(a > 0.f) || a > 3.0e38f) { inv[j] = 0.f; sx[j] = 0.f; }
+        else { inv[j] = 127.f / a; sx[j] = a / 127.f; }
+    }
+    /* float rows packed and quantized a block at a time (<= 16 KB: it stays in L1), blocks
+     * of whole kgran units and of an even number of rows (the int16 panel pairs rows) */
+    int64_t unit = kgran > 0 ? (kgran % 2 ? 2 * kgran : kgran) : 2;
+    int64_t kcb = 256 / unit * unit;
+    if (kcb < unit) kcb = unit;
+    if (kcb > K) kcb = K;
+    int nt = czk_threads(ws, (double)(cv->r1 - cv->r0) * K * (double)np);
+    if (nt > npan) nt = (int)npan;
+    /* per thread: float block (kcb x 16 + 16 slack), pack state, int16 panel */
+    size_t fl = ((size_t)kcb * 16 + 16 + 15) / 16 * 16 * sizeof(float);
+    size_t per = fl + CZK_PACK_STATE + (size_t)cv->nkp * 64 + 64;
+    char *buf = czk_scratch(ws, (size_t)nt * per);
+    if (!buf) return CZ_ERR_MEMORY;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t p = 0; p < npan; p++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        char *b = buf + (size_t)tid * per;   /* (64-byte aligned: per is a multiple of 64) */
+        float *fpan = (float *)b;
+        void *st = b + fl;
+        int16_t *bp = (int16_t *)(b + fl + CZK_PACK_STATE);
+        int nj = np - p * 16 < 16 ? (int)(np - p * 16) : 16;
+        int plain = nan_free;
+        for (int j = 0; j < 16 && plain; j++) {
+            /* inv 0: an all-zero patch (fine) or an inf in it (x * 0 = NaN: masked path) */
+            int64_t jj = p * 16 + j;
+            float iv = inv[jj];
+            plain = iv < 3.0e38f && (iv > 0.f || jj >= np || am[jj] == 0.f);
+        }
+        int32_t xs[16] = {0};
+        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
+            pack(pctx, st, p * 16, nj, k0, kc, 16, fpan);
+            quant_block_i8(cv, fpan, 16, 0, k0 / 2, (k0 + kc + 1) / 2, inv + p * 16, plain, bp,
+                           xs);
+        }
+        gemm_panel_i8(cv, 0, nj, sx + p * 16, bias, y + p * 16, ys_r, bp, xs);
     }
     return CZ_OK;
 }
@@ -941,6 +1038,13 @@ cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t l
 czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_ws *ws) {
     (void)w; (void)r0; (void)r1; (void)ws;
     return NULL;
+}
+cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const void *pctx,
+                                 int64_t kgran, const float *am, int64_t np, int nan_free,
+                                 const float *bias, float *y, int64_t ys_r, cz_ws *ws) {
+    (void)cv; (void)pack; (void)pctx; (void)kgran; (void)am; (void)np; (void)nan_free;
+    (void)bias; (void)y; (void)ys_r; (void)ws;
+    return CZ_ERR_UNSUPPORTED;
 }
 cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
                                const float *bias, float *y, int64_t ys_r, cz_ws *ws) {

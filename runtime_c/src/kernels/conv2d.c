@@ -13,7 +13,23 @@
  *   - TUCKER2: three convolutions through scratch: 1x1 (c -> r_in), kh x kw (r_in -> r_out,
  *     with the stride/padding/dilation) and 1x1 (r_out -> oc, with the bias). Zero padding
  *     commutes with the bias-free first 1x1, so padding the intermediate is exact.
- *   - everything else: im2col of a TILE of output pixels into scratch (tile sized so the
+ *   - few input channels per group (<= 3: first layers, LeNet-5 conv1), stride 1, DENSE /
+ *     RELIDX / CODEBOOK: a direct conv over zero-padded copies of the input planes, each
+ *     output channel accumulating its nonzero taps (conv_direct). im2col would give K =
+ *     kh*kw*c/group, too short to amortize GEMM tiles.
+ *   - AVX2, stride_w 1, >= 4 channels per group ("implicit im2col"): no im2col matrix at
+ *     all. Panels of 16 (or 32) output pixels are packed straight from the image, k block
+ *     by k block, into an L1-sized buffer (conv_pack_panel_avx2: a per-panel program of
+ *     masked loads, replayed for every input channel) and consumed at once by:
+ *       DENSE  -> czk_gemm_f32_implicit (6x16 FMA micro-kernel, bias fused in the store);
+ *       RELIDX -> the sparse panel kernel (stored values x panel rows, u16 column cache);
+ *       AFFINE (per-tensor / per-row scales) -> czk_affine_conv_packed: the per-pixel
+ *         activation scale max |patch| / 127 comes from one pass over the image (window
+ *         max of the channel-wise max |x|), each float panel (all K) is quantized per pixel
+ *         into int16 GEMM panels -- bit-identical to the im2col-tile path below.
+ *     ~1.2x (dense, 64->64 3x3 56x56) to ~1.8x (LeNet-5 conv2) faster than that path.
+ *   - everything else (strided rows, other forms, no AVX2, czk_set_conv_legacy(1)): im2col
+ *     of a TILE of output pixels into scratch (tile sized so the
  *     tile is ~1 MB), then czk_op over the form. The column-major tile (cols x pixels) uses
  *     a row stride of an odd number of 64-byte lines so the dense GEMM reads it IN PLACE
  *     (no B packing); sparse kernels use it in place for their batch-AXPY. AFFINE (int8)
@@ -23,14 +39,24 @@
  *     cols) which czk_affine_op quantizes row by row. Semantics are the same everywhere:
  *     one dynamic activation scale per output pixel (max |patch| / 127). Output is written
  *     straight into NCHW through the op's output strides.
- * Threads: inside the ops (GEMM column blocks, sparse rows); depthwise over channels.
+ * Threads: inside the ops (GEMM column blocks, sparse rows), over pixel panels on the
+ * implicit paths; depthwise over channels.
  */
 #include <stdlib.h>
 
 #include "kint.h"
+#if CZK_X86
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+/* test / bench hook (kint.h): 1 = only the im2col-tile lowering below (the paths it
+ * replaced), for comparisons; process-wide */
+static int g_conv_legacy = 0;
+void czk_set_conv_legacy(int on) { __atomic_store_n(&g_conv_legacy, on, __ATOMIC_RELAXED); }
+static int conv_legacy(void) { return __atomic_load_n(&g_conv_legacy, __ATOMIC_RELAXED); }
 
 static int64_t cdiv_floor(int64_t a, int64_t b) {
     if (b == 1) return a;   /* stride 1: no division (idiv is ~40 cycles) */
@@ -108,6 +134,510 @@ static void im2col_cols(const float *x, const czk_conv_params *p, int64_t cg, in
                     j += seg;
                 }
             }
+}
+
+/* short copies / zero fills of a few floats: 16-byte moves, no libc call, no loop the
+ * compiler turns back into memcpy / memset */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+static inline void copy_short(float *d, const float *s, int64_t n) {
+    int64_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        memcpy(d + t, s + t, 16);
+        memcpy(d + t + 4, s + t + 4, 16);
+    }
+    if (t + 4 <= n) { memcpy(d + t, s + t, 16); t += 4; }
+    for (; t < n; t++) d[t] = s[t];
+}
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+static inline void zero_short(float *d, int64_t n) {
+    static const float z[4] = {0.f, 0.f, 0.f, 0.f};
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) memcpy(d + t, z, 16);
+    for (; t < n; t++) d[t] = 0.f;
+}
+
+/* implicit im2col for czk_gemm_f32_implicit (and the sparse / int8 panel paths), stride_w
+ * 1: rows k0 .. k0+kc-1 of the panel of output pixels j0 .. j0+nr of one image and group,
+ * pan[(k-k0)*NR + jj], k = (ci, ky, kx), zero past nr. The panel's pixels split into runs
+ * along output rows; each run of a kernel row is one contiguous piece of an input row,
+ * clipped at the borders. This scalar version is the fallback of the AVX2 one below. */
+typedef struct {
+    const float *x;               /* the image's first channel of the group */
+    const czk_conv_params *p;
+    int64_t cg;
+} conv_pack_ctx;
+
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+static void conv_pack_panel(const void *vctx, void *st, int64_t j0, int nr, int64_t k0,
+                            int64_t kc, int NR, float *pan) {
+    (void)st;
+    const conv_pack_ctx *c = vctx;
+    const czk_conv_params *p = c->p;
+    int64_t H = p->h, W = p->w, OW = p->ow, KW = p->kw, HW = H * W, KHW = p->kh * KW;
+    struct { int64_t iy0, ix0, len, jj; } seg[64];   /* (nr <= 64) */
+    int ns = 0;
+    for (int64_t jj = 0; jj < nr;) {
+        int64_t j = j0 + jj, oy = j / OW, ox = j - oy * OW;
+        int64_t len = OW - ox < nr - jj ? OW - ox : nr - jj;
+        seg[ns].iy0 = oy * p->stride_h - p->pad_t;
+        seg[ns].ix0 = ox - p->pad_l;
+        seg[ns].len = len;
+        seg[ns].jj = jj;
+        ns++;
+        jj += len;
+    }
+    for (int64_t k = k0; k < k0 + kc; k++) {
+        int64_t ci = k / KHW, r = k - ci * KHW, ky = r / KW, kx = r - ky * KW;
+        const float *xc = c->x + ci * HW;
+        float *row = pan + (k - k0) * NR;
+        for (int q = 0; q < ns; q++) {
+            int64_t iy = seg[q].iy0 + ky * p->dil_h, len = seg[q].len;
+            float *d = row + seg[q].jj;
+            if (iy < 0 || iy >= H) {
+                zero_short(d, len);
+                continue;
+            }
+            const float *xr = xc + iy * W;
+            int64_t ix0 = seg[q].ix0 + kx * p->dil_w;
+            int64_t a = ix0 < 0 ? -ix0 : 0, b = W - ix0;   /* in-row part [a, b) of the run */
+            if (a > len) a = len;
+            if (b > len) b = len;
+            if (b < a) b = a;
+            if (a) zero_short(d, a);
+            copy_short(d + a, xr + ix0 + a, b - a);
+            if (b < len) zero_short(d + b, len - b);
+        }
+        if (nr < NR) zero_short(row + nr, NR - nr);
+    }
+}
+
+#if CZK_X86
+/* AVX2 panel pack, stride_w 1. A panel row (NR columns) is written as NR/8 vectors; lane
+ * group g (columns 8g .. 8g+7) is the bitwise OR of at most two masked loads, one per run
+ * of the panel's pixels along an output row that touches the group. Masked-off lanes --
+ * other runs, columns past nr, input columns outside [0, W) (padding), input rows outside
+ * [0, H) -- are not read and load as +0.0 bits, so the OR is exact. The load program
+ * (offsets within a channel + masks) depends on (ky, kx, g) only: it is built once per
+ * call and the copy loops over the channels innermost, branch-free. Runs touching a group
+ * more than twice (ow < 8 with short runs), k blocks not on channel boundaries and NR not a
+ * multiple of 8 fall back to the scalar pack. */
+typedef struct {
+    int64_t off0, off1;           /* offsets within a channel of the lanes' first element */
+    __m256i m0, m1;               /* lane masks (m1 all zero: one source) */
+    int kind;                     /* 0: all zero, 1: one source, all lanes (plain load),
+                                     2: masked loads */
+} pack_lane;
+
+CZK_T_AVX2 static void conv_pack_panel_avx2(const void *vctx, void *st, int64_t j0, int nr,
+                                            int64_t k0, int64_t kc, int NR, float *pan) {
+    const conv_pack_ctx *c = vctx;
+    const czk_conv_params *p = c->p;
+    int64_t H = p->h, W = p->w, OW = p->ow, KW = p->kw, HW = H * W;
+    int64_t KHW = p->kh * KW, K = c->cg * KHW;
+    int ng = NR / 8;
+    /* state: the program of this panel (built at k0 == 0), then its validity flag */
+    pack_lane *prog = st;
+    int *ok = (int *)(prog + 64 * 4);
+    _Static_assert(sizeof(pack_lane) * 64 * 4 + sizeof(int) <= CZK_PACK_STATE, "pack state");
+    if (NR % 8 || KHW * ng > 64 * 4 || k0 % KHW || (kc % KHW && k0 + kc != K)) {
+        conv_pack_panel(vctx, st, j0, nr, k0, kc, NR, pan);
+        return;
+    }
+    if (k0 == 0) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        int nsrc[64 * 4];   /* (KHW * ng <= 256) */
+        for (int i = 0; i < KHW * ng; i++) {
+            prog[i].off0 = prog[i].off1 = 0;
+            prog[i].m0 = prog[i].m1 = _mm256_setzero_si256();
+            prog[i].kind = 0;
+            nsrc[i] = 0;
+        }
+        *ok = 1;
+        /* runs of the panel along output rows */
+        for (int64_t jj = 0; jj < nr && *ok;) {
+            int64_t j = j0 + jj, oy = j / OW, ox = j - oy * OW;
+            int64_t l = OW - ox < nr - jj ? OW - ox : nr - jj;
+            int64_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox - p->pad_l;
+            for (int64_t r = 0; r < KHW; r++) {
+                int64_t ky = r / KW, kx = r - ky * KW;
+                int64_t iy = iy0 + ky * p->dil_h;
+                if (iy < 0 || iy >= H) continue;
+                int64_t ix = ix0 + kx * p->dil_w;   /* input column of panel column jj */
+                /* panel columns t of this run with 0 <= ix + t - jj < W */
+                int64_t a = jj > jj - ix ? jj : jj - ix, b = jj + l < jj - ix + W ? jj + l : jj - ix + W;
+                for (int64_t g = a / 8; a < b && g <= (b - 1) / 8; g++) {
+                    int64_t ga = 8 * g, ta = a > ga ? a : ga, tb = b < ga + 8 ? b : ga + 8;
+                    pack_lane *L = &prog[r * ng + g];
+                    int n = nsrc[r * ng + g]++;
+                    if (n >= 2) { *ok = 0; break; }
+                    int64_t off = iy * W + ix + ga - jj;
+                    __m256i lv = _mm256_add_epi32(lane, _mm256_set1_epi32((int)ga));
+                    __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(lv, _mm256_set1_epi32((int)ta - 1)),
+                                                 _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tb), lv));
+                    if (n == 0) {
+                        L->off0 = L->off1 = off;
+                        L->m0 = m;
+                        L->kind = ta == ga && tb == ga + 8 ? 1 : 2;
+                    } else {
+                        L->off1 = off;
+                        L->m1 = m;
+                        L->kind = 2;
+                    }
+                }
+            }
+            jj += l;
+        }
+    }
+    if (!*ok) {
+        conv_pack_panel(vctx, st, j0, nr, k0, kc, NR, pan);
+        return;
+    }
+    int64_t ci0 = k0 / KHW, nci = (kc + KHW - 1) / KHW;
+    const float *x0 = c->x + ci0 * HW;
+    int64_t rs = KHW * NR;   /* panel floats per channel */
+    for (int64_t r = 0; r < KHW; r++)
+        for (int g = 0; g < ng; g++) {
+            const pack_lane *L = &prog[r * ng + g];
+            float *d = pan + r * NR + 8 * g;
+            if (L->kind == 0) {
+                for (int64_t i = 0; i < nci; i++) _mm256_storeu_ps(d + i * rs, _mm256_setzero_ps());
+            } else if (L->kind == 1) {
+                const float *sp = x0 + L->off0;
+                for (int64_t i = 0; i < nci; i++) _mm256_storeu_ps(d + i * rs, _mm256_loadu_ps(sp + i * HW));
+            } else {
+                /* (the offsets may point before the channel or past it: those lanes are
+                 * masked, never read) */
+                const float *s0 = x0 + L->off0, *s1 = x0 + L->off1;
+                __m256i m0 = L->m0, m1 = L->m1;
+                for (int64_t i = 0; i < nci; i++) {
+                    __m256 v = _mm256_or_ps(_mm256_maskload_ps(s0 + i * HW, m0),
+                                            _mm256_maskload_ps(s1 + i * HW, m1));
+                    _mm256_storeu_ps(d + i * rs, v);
+                }
+            }
+        }
+}
+#endif
+
+/* ---- RELIDX over packed panels (AVX2) --------------------------------------------------
+ * The sparse rows of the weight (u16 column cache) against the same implicit-im2col panels
+ * as the dense GEMM (16 pixels, K blocks of whole channels): per row, every stored value
+ * adds value * panel row col[v] into 2 ymm accumulators; four values in flight (8
+ * accumulators) hide the FMA latency. Per value: its column, its index / value, two panel
+ * loads, two FMAs -- a 65%-pruned LeNet-5 conv2 runs ~2x faster than the dense GEMM. */
+#if CZK_X86
+/* NV vectors per panel row (NR = 8 NV); UNR values in flight (NV * UNR accumulators) */
+#define DEF_SPK(NV, UNR, CB)                                                                  \
+    CZK_T_AVX2 static void spk_##NV##_##CB(const cz_form *w, int64_t M, const int64_t *bnd,   \
+                                          int64_t nb1, int64_t b, int64_t k0,                 \
+                                          const float *pan, float *y, int64_t ys_r, int nr,   \
+                                          const float *bias, int load) {                      \
+        const uint16_t *col = w->relidx_col16;                                                \
+        const uint8_t *idx = w->u.relidx.idx;                                                 \
+        const float *lut = w->u.relidx.lut, *vals = w->u.relidx.vals;                         \
+        const float *pb = pan - k0 * (8 * NV);                                                \
+        for (int64_t r = 0; r < M; r++) {                                                     \
+            __m256 a[UNR][NV];                                                                \
+            _Pragma("GCC unroll 4") for (int u = 0; u < UNR; u++)                             \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) a[u][j] = _mm256_setzero_ps(); \
+            int64_t v = bnd[r * nb1 + b], e = bnd[r * nb1 + b + 1];                           \
+            for (; v + UNR <= e; v += UNR) {                                                  \
+                _Pragma("GCC unroll 4") for (int u = 0; u < UNR; u++) {                       \
+                    __m256 wv = _mm256_broadcast_ss(CB ? &lut[idx[v + u]] : &vals[v + u]);    \
+                    const float *q = pb + (int64_t)col[v + u] * (8 * NV);                     \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                      \
+                        a[u][j] = _mm256_fmadd_ps(wv, _mm256_load_ps(q + 8 * j), a[u][j]);    \
+                }                                                                             \
+            }                                                                                 \
+            for (; v < e; v++) {                                                              \
+                __m256 wv = _mm256_broadcast_ss(CB ? &lut[idx[v]] : &vals[v]);                \
+                const float *q = pb + (int64_t)col[v] * (8 * NV);                             \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                          \
+                    a[0][j] = _mm256_fmadd_ps(wv, _mm256_load_ps(q + 8 * j), a[0][j]);        \
+            }                                                                                 \
+            float *o = y + r * ys_r;                                                          \
+            float t[8 * NV];                                                                  \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                            \
+                __m256 sv = a[0][j];                                                          \
+                _Pragma("GCC unroll 4") for (int u = 1; u < UNR; u++)                         \
+                    sv = _mm256_add_ps(sv, a[u][j]);                                          \
+                if (bias) sv = _mm256_add_ps(sv, _mm256_set1_ps(bias[r]));                    \
+                if (nr == 8 * NV) {                                                           \
+                    if (load) sv = _mm256_add_ps(sv, _mm256_loadu_ps(o + 8 * j));             \
+                    _mm256_storeu_ps(o + 8 * j, sv);                                          \
+                } else {                                                                      \
+                    _mm256_storeu_ps(t + 8 * j, sv);                                          \
+                }                                                                             \
+            }                                                                                 \
+            if (nr != 8 * NV)                                                                 \
+                for (int jj = 0; jj < nr; jj++) o[jj] = load ? o[jj] + t[jj] : t[jj];         \
+        }                                                                                     \
+    }
+DEF_SPK(2, 4, 0)
+DEF_SPK(2, 4, 1)
+DEF_SPK(4, 2, 0)
+DEF_SPK(4, 2, 1)
+typedef void (*spk_fn)(const cz_form *, int64_t, const int64_t *, int64_t, int64_t, int64_t,
+                       const float *, float *, int64_t, int, const float *, int);
+
+/* Per output pixel, max |x| over its patch (NaN ignored; padding contributes 0): the same
+ * value the int8 paths take as the pixel's activation scale. max over (channel, window)
+ * = window max of the channel-wise max |x|, so one pass over the image (cm: h*w scratch)
+ * and one over the output. */
+CZK_T_AVX2 static int patch_amax_avx2(const float *x, const czk_conv_params *p, int64_t cg,
+                                      float *cm, float *am) {
+    int64_t HW = p->h * p->w, i = 0;
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 nan = _mm256_setzero_ps();
+    for (; i + 8 <= HW; i += 8) {
+        __m256 m = _mm256_setzero_ps();
+        for (int64_t ci = 0; ci < cg; ci++) {   /* max(a, m): m when a is NaN */
+            __m256 v = _mm256_loadu_ps(x + ci * HW + i);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            m = _mm256_max_ps(_mm256_and_ps(v, absm), m);
+        }
+        _mm256_storeu_ps(cm + i, m);
+    }
+    int has_nan = _mm256_movemask_ps(nan) != 0;
+    for (; i < HW; i++) {
+        float m = 0.f;
+        for (int64_t ci = 0; ci < cg; ci++) {
+            float a = x[ci * HW + i];
+            has_nan |= a != a;
+            a = a < 0 ? -a : a;
+            m = a > m ? a : m;
+        }
+        cm[i] = m;
+    }
+    for (int64_t oy = 0; oy < p->oh; oy++)
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            float m = 0.f;
+            for (int64_t ky = 0; ky < p->kh; ky++) {
+                int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                if (iy < 0 || iy >= p->h) continue;
+                for (int64_t kx = 0; kx < p->kw; kx++) {
+                    int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                    if (ix < 0 || ix >= p->w) continue;
+                    float v = cm[iy * p->w + ix];
+                    m = v > m ? v : m;
+                }
+            }
+            am[oy * p->ow + ox] = m;
+        }
+    return !has_nan;
+}
+
+/* first stored value of row range [v0, v1) with column >= c (columns ascend in a row) */
+static int64_t col_lower(const uint16_t *col, int64_t v0, int64_t v1, int64_t c) {
+    while (v0 < v1) {
+        int64_t m = v0 + (v1 - v0) / 2;
+        if (col[m] < c) v0 = m + 1;
+        else v1 = m;
+    }
+    return v0;
+}
+
+static cz_status conv_relidx_panels(const cz_form *w, const czk_conv_params *p, const float *x,
+                                    const float *bias, float *y, cz_ws *ws) {
+    int64_t G = p->group, cg = p->c / G, ocg = p->oc / G, K = w->cols;
+    int64_t HW = p->h * p->w, OHW = p->oh * p->ow, KHW = p->kh * p->kw;
+    /* 32-pixel panels: 4 FMAs per value for its column / index / LUT loads (~20% faster
+     * than 16-pixel ones on Zen 3, whose loop is load bound); 16 for smaller images */
+    const int NR = OHW >= 32 ? 32 : 16;
+    int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;
+    spk_fn kern = NR == 32 ? (cb ? spk_4_1 : spk_4_0) : (cb ? spk_2_1 : spk_2_0);
+    /* K blocks of whole channels, balanced: <= 16 KB of panel (half of L1: the values,
+     * columns and indices stream past it) */
+    int64_t kmax = 4096 / NR, kcb = K;
+    if (K > kmax) {
+        int64_t per = kmax / KHW > 0 ? kmax / KHW : 1, nkb = (cg + per - 1) / per;
+        kcb = (cg + nkb - 1) / nkb * KHW;
+    }
+    int64_t nkb = (K + kcb - 1) / kcb, nb1 = nkb + 1;
+    int64_t npan = (OHW + NR - 1) / NR;
+    const int64_t *vp = w->u.relidx.val_ptr;
+    double nnz = (double)(vp[p->oc] - vp[0]);
+    int nt = czk_threads(ws, nnz * (double)OHW * (double)p->n);
+    if (nt > npan) nt = (int)npan;
+    size_t pstride = ((size_t)kcb * NR + NR + 15) / 16 * 16 + CZK_PACK_STATE / sizeof(float);
+    float *buf = czk_scratch(ws, (size_t)nt * pstride * sizeof(float));
+    int64_t *bnd = czk_scratch(ws, (size_t)(ocg * nb1 + 1) * sizeof(int64_t));
+    if (!buf || !bnd) return CZ_ERR_MEMORY;
+    for (int64_t g = 0; g < G; g++) {
+        int64_t r0 = g * ocg;
+        for (int64_t r = 0; r < ocg; r++) {
+            int64_t v0 = vp[r0 + r], v1 = vp[r0 + r + 1];
+            bnd[r * nb1] = v0;
+            for (int64_t b = 1; b < nkb; b++)
+                bnd[r * nb1 + b] = col_lower(w->relidx_col16, bnd[r * nb1 + b - 1], v1, b * kcb);
+            bnd[r * nb1 + nkb] = v1;
+        }
+        for (int64_t img = 0; img < p->n; img++) {
+            conv_pack_ctx pc = {x + (img * p->c + g * cg) * HW, p, cg};
+            float *yg = y + (img * p->oc + r0) * OHW;
+            const float *bg = bias ? bias + r0 : NULL;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+            for (int64_t jp = 0; jp < npan; jp++) {
+                int tid = 0;
+#ifdef _OPENMP
+                tid = omp_get_thread_num();
+#endif
+                float *pan = buf + (size_t)tid * pstride;
+                int64_t j0 = jp * NR;
+                int nr = OHW - j0 < NR ? (int)(OHW - j0) : NR;
+                for (int64_t b = 0; b < nkb; b++) {
+                    int64_t k0 = b * kcb, kc = K - k0 < kcb ? K - k0 : kcb;
+                    conv_pack_panel_avx2(&pc, pan + pstride - CZK_PACK_STATE / sizeof(float), j0,
+                                         nr, k0, kc, NR, pan);
+                    kern(w, ocg, bnd, nb1, b, k0, pan, yg + j0, OHW, nr,
+                         b == nkb - 1 ? bg : NULL, b > 0);
+                }
+            }
+        }
+    }
+    return CZ_OK;
+}
+#endif
+
+/* ---- few input channels per group (c/group <= 3), stride 1: direct convolution -------
+ * The group's input planes are copied once into zero-padded planes; every output channel
+ * then accumulates its nonzero taps (DENSE: every tap; RELIDX: the stored values; CODEBOOK:
+ * lut[idx]) as tap weight x an unaligned vector load, 2 output rows x up to 4 vectors in
+ * flight. An im2col GEMM has too little K (kh*kw*c/group) per pixel to amortize its tiles
+ * here; LeNet-5's conv1 (1 -> 20, 5x5) runs ~4x faster this way. The last vector of a row
+ * overlaps the previous one (same values recomputed), so ow >= the vector width. */
+typedef struct { int64_t off; float w; } conv_tap;
+
+/* taps of row r: (offset in the padded planes, weight); offs[c]: offset of column c */
+static int64_t form_taps(const cz_form *w, int64_t r, const int64_t *offs, conv_tap *t,
+                         float *tmp) {
+    int64_t n = 0, K = w->cols;
+    if (w->kind == CZ_FORM_RELIDX) {
+        const int64_t *vp = w->u.relidx.val_ptr;
+        const uint16_t *col = w->relidx_col16;
+        if (w->u.relidx.vkind == CZ_VALS_CODEBOOK)
+            for (int64_t v = vp[r]; v < vp[r + 1]; v++, n++) {
+                t[n].off = offs[col[v]];
+                t[n].w = w->u.relidx.lut[w->u.relidx.idx[v]];
+            }
+        else
+            for (int64_t v = vp[r]; v < vp[r + 1]; v++, n++) {
+                t[n].off = offs[col[v]];
+                t[n].w = w->u.relidx.vals[v];
+            }
+    } else {
+        czk_form_row(w, r, tmp);
+        for (int64_t c = 0; c < K; c++, n++) {
+            t[n].off = offs[c];
+            t[n].w = tmp[c];
+        }
+    }
+    return n;
+}
+
+/* one block: output rows oy, oy+1 (the second recomputed and dropped when rows == 1: the
+ * padded plane has a spare zero row), NV vectors at columns xs[] */
+#define DIRECT_BLOCK(SFX, NV)                                                                 \
+    do {                                                                                      \
+        dd_##SFX acc[2][NV];                                                                  \
+        _Pragma("GCC unroll 2") for (int rr = 0; rr < 2; rr++)                                \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[rr][v] = (dd_##SFX){0} + b; \
+        for (int64_t i = 0; i < nt; i++) {                                                    \
+            dd_##SFX wv = (dd_##SFX){0} + t[i].w;                                             \
+            const float *q = base + t[i].off;                                                 \
+            _Pragma("GCC unroll 2") for (int rr = 0; rr < 2; rr++)                            \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
+                    acc[rr][v] += wv * *(const dd_##SFX *)(q + rr * Wp + xs[v]);              \
+        }                                                                                     \
+        for (int rr = 0; rr < rows; rr++)                                                     \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
+                *(dd_##SFX *)(y + (oy + rr) * OW + xs[v]) = acc[rr][v];                       \
+    } while (0)
+
+#define DEF_DIRECT_ISA(SFX, ATTR, VW)                                                         \
+    typedef float dd_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                  \
+    ATTR static void direct_plane_##SFX(const float *pb, int64_t Wp, const conv_tap *t,       \
+                                        int64_t nt, float b, const czk_conv_params *p,        \
+                                        float *y) {                                           \
+        int64_t OW = p->ow, OH = p->oh;                                                       \
+        for (int64_t oy = 0; oy < OH; oy += 2) {                                              \
+            int rows = OH - oy < 2 ? 1 : 2;                                                   \
+            const float *base = pb + oy * Wp;                                                 \
+            for (int64_t ox0 = 0; ox0 < OW; ox0 += 4 * VW) {                                  \
+                int64_t xs[4];                                                                \
+                int nv = 0;                                                                   \
+                for (int v = 0; v < 4 && ox0 + v * VW < OW; v++, nv++)                        \
+                    xs[v] = ox0 + v * VW + VW <= OW ? ox0 + v * VW : OW - VW;                 \
+                switch (nv) {                                                                 \
+                case 4: DIRECT_BLOCK(SFX, 4); break;                                          \
+                case 3: DIRECT_BLOCK(SFX, 3); break;                                          \
+                case 2: DIRECT_BLOCK(SFX, 2); break;                                          \
+                default: DIRECT_BLOCK(SFX, 1); break;                                         \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+DEF_DIRECT_ISA(port, , 4)
+#if CZK_X86
+DEF_DIRECT_ISA(avx2, CZK_T_AVX2, 8)
+DEF_DIRECT_ISA(avx512, CZK_T_AVX512, 16)
+#endif
+
+static int direct_vw(void) {
+    int isa = czk_isa();
+    return isa == CZK_ISA_AVX512 ? 16 : isa == CZK_ISA_AVX2 ? 8 : 4;
+}
+
+static int direct_ok(const cz_form *w, const czk_conv_params *p) {
+    int64_t cg = p->c / p->group;
+    if (cg > 3 || p->stride_h != 1 || p->stride_w != 1 || p->ow < direct_vw()) return 0;
+    if (cg * p->kh * p->kw > 256) return 0;
+    if (w->kind == CZ_FORM_RELIDX) return w->relidx_col16 != NULL;
+    return w->kind == CZ_FORM_DENSE || w->kind == CZ_FORM_CODEBOOK;
+}
+
+static cz_status conv_direct(const cz_form *w, const czk_conv_params *p, const float *x,
+                             const float *bias, float *y, cz_ws *ws) {
+    int64_t G = p->group, cg = p->c / G, ocg = p->oc / G, K = w->cols;
+    int64_t H = p->h, W = p->w, HW = H * W, OHW = p->oh * p->ow;
+    int64_t Hp = H + p->pad_t + p->pad_b, Wp = W + p->pad_l + p->pad_r;
+    /* rows read: up to oy + 1 (pairs) + (kh-1)*dil for the last pair's phantom row, and the
+     * overlapping last vector reads up to ow - 1 + (kw-1)*dil < Wp: one spare row */
+    int64_t HWp = (Hp + 2) * Wp;
+    int isa = czk_isa();
+    float *pb = czk_scratch(ws, (size_t)(cg * HWp + 16) * sizeof(float));
+    conv_tap *taps = czk_scratch(ws, (size_t)(K + 1) * sizeof(conv_tap));
+    float *tmp = czk_scratch(ws, (size_t)(K + 1) * sizeof(float));
+    int64_t *offs = czk_scratch(ws, (size_t)(K + 1) * sizeof(int64_t));
+    if (!pb || !taps || !tmp || !offs) return CZ_ERR_MEMORY;
+    for (int64_t ci = 0, c = 0; ci < cg; ci++)
+        for (int64_t ky = 0; ky < p->kh; ky++)
+            for (int64_t kx = 0; kx < p->kw; kx++, c++)
+                offs[c] = ci * HWp + ky * p->dil_h * Wp + kx * p->dil_w;
+    memset(pb, 0, (size_t)(cg * HWp + 16) * sizeof(float));
+    for (int64_t img = 0; img < p->n; img++)
+        for (int64_t g = 0; g < G; g++) {
+            const float *xg = x + (img * p->c + g * cg) * HW;
+            for (int64_t ci = 0; ci < cg; ci++)
+                for (int64_t iy = 0; iy < H; iy++)
+                    memcpy(pb + ci * HWp + (iy + p->pad_t) * Wp + p->pad_l, xg + ci * HW + iy * W,
+                           (size_t)W * sizeof(float));
+            for (int64_t o = 0; o < ocg; o++) {
+                int64_t r = g * ocg + o;
+                int64_t nt = form_taps(w, r, offs, taps, tmp);
+                float b = bias ? bias[r] : 0.f;
+                float *yo = y + (img * p->oc + r) * OHW;
+#if CZK_X86
+                if (isa == CZK_ISA_AVX512) direct_plane_avx512(pb, Wp, taps, nt, b, p, yo);
+                else if (isa == CZK_ISA_AVX2) direct_plane_avx2(pb, Wp, taps, nt, b, p, yo);
+                else
+#endif
+                    direct_plane_port(pb, Wp, taps, nt, b, p, yo);
+            }
+        }
+    (void)isa;
+    return CZ_OK;
 }
 
 /* pixel-major patches: pat[j*K + k] */
@@ -355,6 +885,30 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
     int64_t HW = p->h * p->w, OHW = p->oh * p->ow, K = w->cols;
     if (G == p->c && G == p->oc && (w->kind == CZ_FORM_DENSE || w->kind == CZ_FORM_AFFINE))
         return conv_depthwise(w, p, x, bias, y, ws);
+    if (direct_ok(w, p) && !conv_legacy()) return conv_direct(w, p, x, bias, y, ws);
+#if CZK_X86
+    if (w->kind == CZ_FORM_RELIDX && w->relidx_col16 && p->stride_w == 1 && cg >= 4 &&
+        czk_isa() >= CZK_ISA_AVX2 && !conv_legacy())
+        return conv_relidx_panels(w, p, x, bias, y, ws);
+#endif
+#if CZK_X86
+    /* DENSE, stride_w 1, >= 4 input channels per group, AVX2: implicit im2col GEMM, the
+     * panels packed straight from the image (the load program of a panel is built once and
+     * reused for every channel, which needs a few channels to pay off; strided rows and
+     * 1-3 channel inputs keep the im2col tile below) */
+    if (w->kind == CZ_FORM_DENSE && p->stride_w == 1 && cg >= 4 && czk_isa() >= CZK_ISA_AVX2 && !conv_legacy()) {
+        for (int64_t img = 0; img < p->n && st == CZ_OK; img++)
+            for (int64_t g = 0; g < G && st == CZ_OK; g++) {
+                conv_pack_ctx pc = {x + (img * p->c + g * cg) * HW, p, cg};
+                czk_pack_fn pk = conv_pack_panel_avx2;
+                st = czk_gemm_f32_implicit(ocg, OHW, K, w->u.dense.w + g * ocg * K, K,
+                                           pk, &pc, p->kh * p->kw,
+                                           y + (img * p->oc + g * ocg) * OHW, OHW,
+                                           bias ? bias + g * ocg : NULL, ws);
+            }
+        return st;
+    }
+#endif
     int pointwise = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                     p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
     int patches = w->kind == CZ_FORM_AFFINE;
@@ -369,6 +923,28 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
         }
         if (i8) { patches = 0; pointwise = 0; }
     }
+#if CZK_X86
+    /* int8 with stride_w 1 and >= 4 channels: the panels straight from the image */
+    if (i8 && p->stride_w == 1 && cg >= 4 && !conv_legacy()) {
+        float *cm = czk_scratch(ws, (size_t)(HW + OHW + 16) * sizeof(float));
+        if (!cm) return CZ_ERR_MEMORY;
+        float *am = cm + HW;
+        cz_ws sub;
+        czk_ws_child(&sub, ws);
+        for (int64_t img = 0; img < p->n && st == CZ_OK; img++)
+            for (int64_t g = 0; g < G && st == CZ_OK; g++) {
+                const float *xg = x + (img * p->c + g * cg) * HW;
+                int nan_free = patch_amax_avx2(xg, p, cg, cm, am);
+                conv_pack_ctx pc = {xg, p, cg};
+                st = czk_affine_conv_packed(i8[g], conv_pack_panel_avx2, &pc, p->kh * p->kw, am,
+                                            OHW, nan_free,
+                                            bias ? bias + g * ocg : NULL,
+                                            y + (img * p->oc + g * ocg) * OHW, OHW, &sub);
+                cz_arena_free_all(&sub.arena);
+            }
+        return st;
+    }
+#endif
     /* output-pixel tile: the im2col tile is at most ~1 MB (and >= 16 pixels); the int8
      * column path reads its tile twice, so ~256 KB (L2) */
     int64_t PT = (i8 ? 64 * 1024 : 256 * 1024) / (K > 0 ? K : 1);

@@ -21,6 +21,10 @@
  * it is already panel-shaped (aligned, ldb a multiple of NR and an odd number of 16-float
  * lines) the micro-kernel reads its full NR-wide panels in place with k-stride ldb, no
  * packing (a partial last panel is packed: no read past column N of any row).
+ * czk_gemm_f32_implicit (conv): B is never materialised -- a pack callback writes each
+ * KCI x NR block of a panel (32 KB at NR 16) just before the micro-kernel runs every row
+ * tile of A over it, and M % MR rows go to MRH-row tiles (4 on AVX2) instead of a padded
+ * MR tile.
  * Threads: over column blocks of B when M*N*K is large.
  */
 #include <stdlib.h>
@@ -32,6 +36,7 @@
 
 #define KC 256
 #define NCB 256 /* multiple of every NR */
+#define KCI 512 /* K block of the implicit-B GEMM (its packed block: 32 KB at NR = 16) */
 
 /* ---- reference: plain triple loop, float accumulation in k order ---------------------- */
 void czk_gemm_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -91,10 +96,8 @@ static void store_tile(const float *t, int NR, float *c, int64_t csm, int64_t cs
         }
 }
 
-#define DEF_GEMM_ISA(SFX, ATTR, VW, MR, NV)                                                   \
-    typedef float vf_##SFX __attribute__((vector_size(VW * 4)));                              \
-    typedef float vfu_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                 \
-    ATTR static void uk_##SFX(int64_t kc, const float *const *a, const float *bp, int64_t bs, \
+#define DEF_UK(NAME, SFX, ATTR, VW, MR, NV)                                                    \
+    ATTR static void NAME(int64_t kc, const float *const *a, const float *bp, int64_t bs, \
                               float *c,                                                       \
                               int64_t csm, int64_t csn, int mr, int nr, int load,             \
                               const float *bm, const float *bn) {                             \
@@ -125,7 +128,13 @@ static void store_tile(const float *t, int NR, float *c, int64_t csm, int64_t cs
                 for (int j = 0; j < NV; j++) memcpy(t + i * NV * VW + j * VW, &acc[i][j], VW * 4); \
             store_tile(t, NV * VW, c, csm, csn, mr, nr, load, bm, bn);                        \
         }                                                                                     \
-    }                                                                                         \
+    }
+
+#define DEF_GEMM_ISA(SFX, ATTR, VW, MR, NV, MRH)                                                   \
+    typedef float vf_##SFX __attribute__((vector_size(VW * 4)));                              \
+    typedef float vfu_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                 \
+    DEF_UK(uk_##SFX, SFX, ATTR, VW, MR, NV)                                                \
+    DEF_UK(ukh_##SFX, SFX, ATTR, VW, MRH, NV)                                              \
     /* GEMV: MA (1..3) rows of A against rows j0..j1 of n-major B, 4 B rows at a time */      \
     ATTR static void gemv_##SFX(int MA, int64_t j0, int64_t j1, int64_t K, const float *A,    \
                                 int64_t lda, const float *B, int64_t ldb, float *C,           \
@@ -171,10 +180,10 @@ static void store_tile(const float *t, int NR, float *c, int64_t csm, int64_t cs
         }                                                                                     \
     }
 
-DEF_GEMM_ISA(port, , 4, 4, 2)
+DEF_GEMM_ISA(port, , 4, 4, 2, 2)
 #if CZK_X86
-DEF_GEMM_ISA(avx2, CZK_T_AVX2, 8, 6, 2)
-DEF_GEMM_ISA(avx512, CZK_T_AVX512, 16, 8, 2)
+DEF_GEMM_ISA(avx2, CZK_T_AVX2, 8, 6, 2, 4)
+DEF_GEMM_ISA(avx512, CZK_T_AVX512, 16, 8, 2, 4)
 #endif
 
 typedef void (*uk_fn)(int64_t, const float *const *, const float *, int64_t, float *, int64_t, int64_t,
@@ -302,6 +311,95 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        csn, mr, nr, acc || k0 > 0, last && bias_m ? bias_m + m0 : NULL,
                        last && bias_n ? bias_n + j0 + jr : NULL);
                 }
+            }
+        }
+    }
+    return CZ_OK;
+}
+
+/* ---- implicit-B GEMM (conv): B panels produced on the fly by a pack callback --------- */
+/* Row tiles of the implicit GEMM: MR-row tiles, and MRH-row ones so that M % MR rows do
+ * not waste a whole MR tile (M = 64 at MR 6: ten 6-row tiles and one 4-row tile, not an
+ * eleventh 6-row tile with 2 zero rows). Returns the number of tiles; tile t starts at row
+ * tm[t] with tr[t] rows and uses the MRH kernel when th[t]. */
+static int64_t row_tiles(int64_t M, int MR, int MRH, int64_t *tm, int *tr, int *th) {
+    int64_t n = M / MR, r = M % MR, h = 0, nt = 0, m = 0;
+    int part = 0;
+    if (r == MRH) h = 1;
+    else if (r && n >= 1 && (r + MR) % MRH == 0 && (r + MR) / MRH <= 2) { h = (r + MR) / MRH; n--; }
+    else if (r) part = 1;
+    for (int64_t i = 0; i < n; i++, nt++, m += MR) { tm[nt] = m; tr[nt] = MR; th[nt] = 0; }
+    for (int64_t i = 0; i < h; i++, nt++, m += MRH) { tm[nt] = m; tr[nt] = MRH; th[nt] = 1; }
+    if (part) { tm[nt] = m; tr[nt] = (int)(M - m); th[nt] = M - m <= MRH; nt++; }
+    return nt;
+}
+
+cz_status czk_gemm_f32_implicit(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                                czk_pack_fn pack, const void *ctx, int64_t kgran, float *C,
+                                int64_t csm, const float *bias_m, cz_ws *ws) {
+    if (M <= 0 || N <= 0) return CZ_OK;
+    int isa = czk_isa();
+    uk_fn uk = uk_port, ukh = ukh_port;
+    int MR = 4, MRH = 2, NR = 8;
+#if CZK_X86
+    if (isa == CZK_ISA_AVX512) { uk = uk_avx512; ukh = ukh_avx512; MR = 8; MRH = 4; NR = 32; }
+    else if (isa == CZK_ISA_AVX2) { uk = uk_avx2; ukh = ukh_avx2; MR = 6; MRH = 4; NR = 16; }
+#else
+    (void)isa;
+#endif
+    if (K <= 0) {
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t j = 0; j < N; j++) C[m * csm + j] = bias_m ? bias_m[m] : 0.f;
+        return CZ_OK;
+    }
+    /* K blocks of at most KCI rows, balanced, starting at multiples of kgran when possible:
+     * the block of the panel is packed and used at once (in L1 / close to it) while every
+     * row tile of A streams past it */
+    int64_t kcb;
+    if (kgran > 1 && kgran <= KCI) {
+        int64_t units = (K + kgran - 1) / kgran, per = KCI / kgran;
+        int64_t nkb = (units + per - 1) / per;
+        kcb = (units + nkb - 1) / nkb * kgran;
+    } else {
+        int64_t nkb = (K + KCI - 1) / KCI;
+        kcb = (K + nkb - 1) / nkb;
+    }
+    int64_t npan = (N + NR - 1) / NR;
+    int nt = czk_threads(ws, (double)M * (double)N * (double)K);
+    if (nt > npan) nt = (int)npan;
+    /* zero row for the missing rows of a partial tile, the row tiles, then per thread one
+     * panel block (kcb x NR + NR floats of slack) and the pack's state; 64-byte aligned */
+    size_t pstride = ((size_t)kcb * NR + NR + 15) / 16 * 16 + CZK_PACK_STATE / sizeof(float);
+    size_t zlen = ((size_t)kcb + 15) / 16 * 16;
+    int64_t mtmax = M / MRH + 2;
+    size_t tbytes = ((size_t)mtmax * (sizeof(int64_t) + 2 * sizeof(int)) + 63) / 64 * 64;
+    float *buf = czk_scratch(ws, (zlen + (size_t)nt * pstride) * sizeof(float) + tbytes);
+    if (!buf) return CZ_ERR_MEMORY;
+    float *zr = buf;
+    memset(zr, 0, zlen * sizeof(float));
+    int64_t *tm = (int64_t *)(buf + zlen + (size_t)nt * pstride);
+    int *tr = (int *)(tm + mtmax), *th = tr + mtmax;
+    int64_t ntile = row_tiles(M, MR, MRH, tm, tr, th);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t jp = 0; jp < npan; jp++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *pan = buf + zlen + (size_t)tid * pstride;
+        int64_t j0 = jp * NR;
+        int nr = N - j0 < NR ? (int)(N - j0) : NR;
+        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
+            int last = k0 + kc >= K;
+            pack(ctx, pan + pstride - CZK_PACK_STATE / sizeof(float), j0, nr, k0, kc, NR, pan);
+            for (int64_t t = 0; t < ntile; t++) {
+                int64_t m0 = tm[t];
+                int mr = tr[t], R = th[t] ? MRH : MR;
+                const float *ap[16];
+                for (int i = 0; i < R; i++) ap[i] = i < mr ? A + (m0 + i) * lda + k0 : zr;
+                (th[t] ? ukh : uk)(kc, ap, pan, NR, C + m0 * csm + j0, csm, 1, mr, nr, k0 > 0,
+                                   last && bias_m ? bias_m + m0 : NULL, NULL);
             }
         }
     }

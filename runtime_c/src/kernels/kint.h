@@ -69,6 +69,24 @@ void czk_gemm_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
                       const float *B, int64_t ldb, int bkm, float *C, int64_t csm,
                       int64_t csn, const float *bias_m, const float *bias_n, int acc);
 
+/* Implicit-B GEMM (conv without an im2col matrix): C[m*csm + j] = sum_k A[m*lda+k] * B(k,j)
+ * + bias_m[m], where B is never materialised: pack(ctx, st, j0, nr, k0, kc, NR, pan) writes
+ * rows k0 .. k0+kc-1 of the panel of columns j0 .. j0+nr-1 as pan[(k-k0)*NR + jj] (columns
+ * nr .. NR-1 zero) into a 64-byte aligned per-thread buffer with NR floats of slack after
+ * the last row, and the register-blocked micro-kernel consumes that block while it is in
+ * L1. Per panel the blocks come in k order starting at k0 = 0, so the pack may keep what
+ * it derives from (j0, nr) in st (CZK_PACK_STATE bytes per thread, 64-byte aligned) when
+ * k0 == 0 and reuse it for the later blocks. kgran: K blocks start at multiples of it when
+ * it is <= the block size (conv: kh*kw, so a block holds whole input channels). pack may
+ * run concurrently on several threads (distinct panels and states). NR: 16 (AVX2), 32
+ * (AVX-512), 8 (portable). */
+#define CZK_PACK_STATE 40960
+typedef void (*czk_pack_fn)(const void *ctx, void *st, int64_t j0, int nr, int64_t k0,
+                            int64_t kc, int NR, float *pan);
+cz_status czk_gemm_f32_implicit(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                                czk_pack_fn pack, const void *ctx, int64_t kgran, float *C,
+                                int64_t csm, const float *bias_m, cz_ws *ws);
+
 #define CZK_OP_ARGS const cz_form *w, int64_t r0, int64_t r1, int64_t n, const float *x, \
     int64_t xs_n, int64_t xs_c, const float *bias, float *y, int64_t ys_n, int64_t ys_r, int acc
 cz_status czk_dense_op(CZK_OP_ARGS, cz_ws *ws);
@@ -107,6 +125,21 @@ typedef struct czk_i8conv czk_i8conv;
 czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_ws *ws);
 cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
                                const float *bias, float *y, int64_t ys_r, cz_ws *ws);
+
+/* The same from panels packed straight from the image: pack (czk_gemm_f32_implicit's
+ * contract, NR = 16) gives each 16-pixel panel as floats, k block by k block (blocks of
+ * whole kgran units, e.g. kh*kw, so the pack's blocks start on channels); am[j] = max
+ * |patch of pixel j| (NaN ignored, 0 for an all-zero patch), j < np; nan_free: the caller
+ * knows no patch holds a NaN (the quantization then skips its NaN mask and clamp wherever
+ * they cannot change a value -- same results). */
+cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const void *pctx,
+                                 int64_t kgran, const float *am, int64_t np, int nan_free,
+                                 const float *bias, float *y, int64_t ys_r, cz_ws *ws);
+
+/* Test/bench hook: 1 routes every conv through the im2col-tile lowering only (no implicit
+ * GEMM, sparse panel kernel, direct small-channel conv or packed int8 path) so tests can
+ * compare the paths; process-wide, 0 by default. */
+void czk_set_conv_legacy(int on);
 
 /* conv pieces */
 cz_status czk_conv2d_ref(const cz_form *w, const czk_conv_params *p, const float *x,
