@@ -150,7 +150,8 @@ def _parse_inputs(items: list[str], names: list[str]) -> dict[str, np.ndarray]:
 def cmd_run(args: argparse.Namespace) -> int:
     import czmodel.runtime as rt
 
-    with rt.load(args.file, backend=args.backend, threads=args.threads) as m:
+    with rt.load(args.file, backend=args.backend, threads=args.threads,
+                 precise=args.precise) as m:
         feeds = _parse_inputs(args.input, [v.name for v in m.inputs])
         # cast to the declared dtype when the values fit exactly (e.g. float64 .npy files)
         for v in m.inputs:
@@ -227,6 +228,9 @@ def add_subparsers(sub: Any) -> None:
     s.add_argument("-o", "--output", help="write the outputs to this .npz (else print them)")
     s.add_argument("--backend", default="auto", choices=("auto", "c", "numba", "reference"))
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--precise", action="store_true",
+                   help="float products accumulate in float64 (slower; for comparing a "
+                        "lossless conversion with another runtime)")
     s.add_argument("--json", action="store_true", help="machine-readable output (the output "
                    "values too, unless -o writes them to a .npz)")
     s.set_defaults(func=cmd_run)

@@ -100,11 +100,13 @@ class CModel:
     """A .cz model opened and run by the C runtime (see the module doc)."""
 
     def __init__(self, source: str | os.PathLike | bytes, threads: int | None = None, *,
-                 max_tensor_bytes: int | None = None, graph: Any = None) -> None:
+                 max_tensor_bytes: int | None = None, graph: Any = None,
+                 precise: bool = False) -> None:
         self._lock = threading.Lock()
         self._m = None
         opts = ffi.new("cz_options *")
         opts.threads = int(threads) if threads else (os.cpu_count() or 1)
+        opts.precise = 1 if precise else 0
         opts.max_tensor_bytes = int(max_tensor_bytes or 0)
         out = ffi.new("cz_model **")
         err = ffi.new("char[]", _ERRLEN)
@@ -142,7 +144,8 @@ class CModel:
         self._out_guess: dict = {}
         self._tls = threading.local()
         self._vi_in = self._vi_out = None
-        self.backend: Backend = CBackend(threads=self.threads)
+        self.precise = bool(precise)
+        self.backend: Backend = CBackend(threads=self.threads, precise=self.precise)
 
     # -- graph interface -------------------------------------------------------------------
     def _graph_side(self, key: str) -> list | None:
@@ -480,12 +483,13 @@ class CBackend(Backend):
         src = file
         if hasattr(file, "_buf") or hasattr(file, "path"):
             src = file.path if getattr(file, "path", None) else bytes(file._buf)
-        m = CModel(src, threads=self.threads, max_tensor_bytes=max_tensor_bytes, graph=graph)
+        m = CModel(src, threads=self.threads, max_tensor_bytes=max_tensor_bytes, graph=graph,
+                   precise=self.precise)
         m.backend = self
         return m
 
 
 def load(source: str | os.PathLike | bytes, threads: int | None = None, *,
-         max_tensor_bytes: int | None = None) -> CModel:
+         max_tensor_bytes: int | None = None, precise: bool = False) -> CModel:
     """Open ``source`` with the C runtime."""
-    return CModel(source, threads=threads, max_tensor_bytes=max_tensor_bytes)
+    return CModel(source, threads=threads, max_tensor_bytes=max_tensor_bytes, precise=precise)

@@ -48,8 +48,11 @@ class Backend:
 
     name = "base"
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, *, precise: bool = False) -> None:
         self.threads = threads
+        # precise: float products accumulate in double (see czmodel.load); the reference
+        # always does, so only the fast backends look at it
+        self.precise = bool(precise)
 
     def op(self, op: str) -> OpFn:
         raise UnsupportedError(f"backend {self.name!r} does not implement op {op!r}")

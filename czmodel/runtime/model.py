@@ -94,11 +94,16 @@ class Model:
 
 
 def load(source: str | os.PathLike | bytes | Any, backend: str | Backend = "auto",
-         threads: int | None = None, *, max_tensor_bytes: int | None = None) -> Model:
+         threads: int | None = None, *, max_tensor_bytes: int | None = None,
+         precise: bool = False) -> Model:
     """Open a .cz file (path, bytes or an open ``CzFile``) and prepare its graph to run.
 
     ``backend``: "reference" (numpy), "numba", "c", "auto" (c, else numba, else reference) or
-    a ``Backend`` instance. Raises ``FormatError`` for a file without a graph."""
+    a ``Backend`` instance. ``precise=True``: every float product (Gemm, MatMul, Conv,
+    ConvTranspose) accumulates in float64 and rounds once, as the reference does -- several
+    times slower; for checking a conversion against another runtime on models whose outputs
+    move with float32 summation order (integer paths are exact either way).
+    Raises ``FormatError`` for a file without a graph."""
     import czmodel
     from czmodel.format.reader import CzFile
 
@@ -115,7 +120,8 @@ def load(source: str | os.PathLike | bytes | Any, backend: str | Backend = "auto
             be = backend
         elif isinstance(backend, str):
             try:
-                be = backend_class(backend)(threads=threads)
+                kw = {"precise": True} if precise else {}
+                be = backend_class(backend)(threads=threads, **kw)
             except ValueError as e:
                 raise UnsupportedError(str(e)) from None
         else:

@@ -128,8 +128,8 @@ class NumbaBackend(ReferenceBackend):
     name = "numba"
     OPS: dict[str, Callable] = {"Linear": op_linear, "Gemm": op_gemm, "Conv": op_conv}
 
-    def __init__(self, threads: int | None = None) -> None:
-        super().__init__(threads=threads)
+    def __init__(self, threads: int | None = None, *, precise: bool = False) -> None:
+        super().__init__(threads=threads, precise=precise)
         self.log = F.BuildLog()
         if threads is not None:
             numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
@@ -142,7 +142,18 @@ class NumbaBackend(ReferenceBackend):
 
     def op(self, op: str) -> Callable:
         fn = self.OPS.get(op)
-        return fn if fn is not None else super().op(op)
+        if fn is None:
+            return super().op(op)
+        if not self.precise:
+            return fn
+        # precise: float weights reach the op dense (prepare_weight) and run the reference,
+        # which accumulates in float64; int8 forms keep their exact integer kernels
+        ref = super().op(op)
+
+        def precise_op(inputs, attrs, node):
+            return fn(inputs, attrs, node) if isinstance(inputs[1], F.AffineForm) \
+                else ref(inputs, attrs, node)
+        return precise_op
 
     def prepare_weight(self, name: str, file: Any, uses: list[tuple[OpNode, int]]) -> object:
         groups = {1}
@@ -159,4 +170,7 @@ class NumbaBackend(ReferenceBackend):
             return file[name]                     # malformed use: let the op report it
         if entry.dtype not in ("f32", "f16", "f64", "bf16"):
             return file[name]
-        return F.build_form(file, name, self.log, conv_groups=max(groups))
+        form = F.build_form(file, name, self.log, conv_groups=max(groups))
+        if self.precise and not isinstance(form, F.AffineForm):
+            return file[name]                     # dense, for the float64 reference ops
+        return form

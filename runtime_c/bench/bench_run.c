@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--outbuf")) outbuf = 1;
     }
     char err[512];
-    cz_options o = {NULL, 0, threads};
+    cz_options o = {.threads = threads};
     cz_model *m;
     if (cz_open_file(argv[1], &o, &m, err, sizeof err)) {
         fprintf(stderr, "open: %s\n", err);

@@ -154,6 +154,7 @@ struct cz_form {
 typedef struct {
     cz_arena arena;                /* scratch for one cz_run call; freed at its end */
     int threads;
+    int precise;                   /* cz_options.precise: products on the _ref kernels */
 } cz_ws;
 
 /* ---- kernels (src/kernels/) ---------------------------------------------------------- */

@@ -686,6 +686,7 @@ cz_status cz_run(const cz_model *m, const cz_tensor *inputs, int n_inputs, cz_te
     ex->alloc = gm_allocator(m);
     ex->max_bytes = gm_max_bytes(m) ? gm_max_bytes(m) : ((uint64_t)8 << 30);
     ex->ws.threads = gm_threads(m);
+    ex->ws.precise = m->opts.precise != 0;
     ex->err = err;
     ex->errlen = errlen;
     gm_state *gs = gm_state_of(m);

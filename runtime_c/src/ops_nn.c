@@ -236,6 +236,7 @@ static cz_status op_matmul(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
         if (nt > 1) {
             cz_arena_init(&child.arena, ex->alloc, 0);
             child.threads = 1;
+            child.precise = ex->ws.precise;
             ws = &child;
         }
 #pragma omp for schedule(static)

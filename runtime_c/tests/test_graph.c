@@ -76,7 +76,7 @@ static void *thread_main(void *p) {
 static void test_linear_vector(const char *vectors) {
     char path[4096], err[256];
     snprintf(path, sizeof path, "%s/valid/metadata_graph_calibration.cz", vectors);
-    cz_options opt = {NULL, 0, 2};
+    cz_options opt = {.threads = 2};
     cz_model *m = NULL;
     cz_status st = cz_open_file(path, &opt, &m, err, sizeof err);
     CHECK(st == CZ_OK, "open %s: %s", path, err);

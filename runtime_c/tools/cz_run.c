@@ -1,7 +1,7 @@
 /*
  * cz_run -- run a .cz model on .npy inputs and write its outputs as .npy files.
  *
- *   cz_run MODEL.cz --input NAME=FILE.npy ... [-o OUTDIR] [--threads N]
+ *   cz_run MODEL.cz --input NAME=FILE.npy ... [-o OUTDIR] [--threads N] [--precise]
  *
  * Reads .npy v1/v2/v3 files (little-endian f4/f8/i8/i4/i2/i1/u1/u2/u4/b1/f2, C order) with a
  * strict header parser, runs the graph and writes OUTDIR/NAME.npy per output (v1 header).
@@ -20,8 +20,10 @@
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: cz_run MODEL.cz --input NAME=FILE.npy ... [-o OUTDIR] [--threads N]\n"
-            "  runs the model's graph; writes OUTDIR/<output>.npy (OUTDIR default: .)\n");
+            "usage: cz_run MODEL.cz --input NAME=FILE.npy ... [-o OUTDIR] [--threads N] "
+            "[--precise]\n"
+            "  runs the model's graph; writes OUTDIR/<output>.npy (OUTDIR default: .)\n"
+            "  --precise: float products accumulate in double (cz_options.precise; slower)\n");
 }
 
 typedef struct {
@@ -225,7 +227,7 @@ static int write_npy(const char *path, const cz_tensor *t) {
 
 int main(int argc, char **argv) {
     const char *model = NULL, *outdir = ".";
-    int threads = 1, n_in = 0, rc = 1;
+    int threads = 1, precise = 0, n_in = 0, rc = 1;
     input_t *ins = calloc(MAX_INPUTS, sizeof *ins);
     if (!ins) return 1;
     for (int i = 1; i < argc; i++) {
@@ -245,6 +247,8 @@ int main(int argc, char **argv) {
             long t = strtol(argv[++i], &end, 10);
             if (*end || t < 1 || t > 4096) { usage(); free(ins); return 2; }
             threads = (int)t;
+        } else if (strcmp(a, "--precise") == 0) {
+            precise = 1;
         } else if (a[0] == '-' || model) {
             usage();
             free(ins);
@@ -263,7 +267,7 @@ int main(int argc, char **argv) {
             goto done;
         }
     }
-    cz_options opt = {NULL, 0, threads};
+    cz_options opt = {.threads = threads, .precise = precise};
     cz_model *m = NULL;
     cz_status st = cz_open_file(model, &opt, &m, err, sizeof err);
     if (st) {

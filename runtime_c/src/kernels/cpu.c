@@ -76,4 +76,5 @@ void czk_ws_child(cz_ws *child, const cz_ws *parent) {
     if (parent->arena.cap) cap = parent->arena.cap > parent->arena.used ? parent->arena.cap - parent->arena.used : 1;
     cz_arena_init(&child->arena, parent->arena.a, cap);
     child->threads = parent->threads;
+    child->precise = parent->precise;
 }

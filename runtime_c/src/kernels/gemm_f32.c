@@ -196,8 +196,8 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        int64_t csn, const float *bias_m, const float *bias_n, int acc,
                        cz_ws *ws) {
     if (M <= 0 || N <= 0) return CZ_OK;
-    if (K <= 0) {
-        czk_gemm_f32_ref(M, N, 0, A, lda, B, ldb, bkm, C, csm, csn, bias_m, bias_n, acc);
+    if (K <= 0 || (ws && ws->precise)) {   /* precise: the reference accumulates in double */
+        czk_gemm_f32_ref(M, N, K > 0 ? K : 0, A, lda, B, ldb, bkm, C, csm, csn, bias_m, bias_n, acc);
         return CZ_OK;
     }
     int isa = czk_isa();

@@ -25,6 +25,8 @@ cz_status czk_op(const cz_form *w, int64_t r0, int64_t r1, int64_t n, const floa
                  int64_t xs_n, int64_t xs_c, const float *bias, float *y, int64_t ys_n,
                  int64_t ys_r, int acc, cz_ws *ws) {
     if (r1 <= r0 || n <= 0) return CZ_OK;
+    /* precise mode: the reference accumulates in double (cz_options.precise) */
+    if (ws && ws->precise) return czk_op_ref(w, r0, r1, n, x, xs_n, xs_c, bias, y, ys_n, ys_r, acc);
     switch (w->kind) {
     case CZ_FORM_DENSE: return czk_dense_op(w, r0, r1, n, x, xs_n, xs_c, bias, y, ys_n, ys_r, acc, ws);
     case CZ_FORM_RELIDX: return czk_relidx_op(w, r0, r1, n, x, xs_n, xs_c, bias, y, ys_n, ys_r, acc, ws);
