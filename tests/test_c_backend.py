@@ -270,11 +270,16 @@ img_nan = img.copy()
 img_nan[0, 1, 2, 3] = np.nan
 img_nan[1, 2, 0, 0] = np.inf
 sp2 = special[:12].reshape(3, 4)
+pool_nan = rand(2, 3, 9, 37)   # 2x2 pools: output rows of 18 = 8 + 8 + 2 (vector steps, tail)
+pool_nan.reshape(-1)[RNG.choice(pool_nan.size, 40, replace=False)] = np.nan
+pool_nan.reshape(-1)[RNG.choice(pool_nan.size, 20, replace=False)] = -np.inf
 CASES += [   # NaN / inf propagation as numpy does
     *[(op, [special], {}) for op in ("Relu", "HardSwish", "LeakyRelu", "Sigmoid", "Neg",
                                      "Abs", "HardSigmoid", "Tanh")],
     ("Clip", [special, np.array(-1.0, F), np.array(200.0, F)], {}),
     ("MaxPool", [img_nan], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("MaxPool", [pool_nan], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("MaxPool", [pool_nan[:, :, :8, :24].copy()], {"kernel_shape": [2, 2], "strides": [2, 2]}),
     ("GlobalMaxPool", [img_nan], {}), ("GlobalAveragePool", [img_nan], {}),
     ("Softmax", [sp2], {"axis": 1}), ("ReduceMax", [sp2], {"axes": [1]}),
     ("ArgMax", [sp2], {"axis": 1}), ("ArgMax", [sp2], {"axis": 1, "select_last_index": 1}),
@@ -339,6 +344,58 @@ def test_split(cb, tmp_path, inputs, attrs, n):
 def test_dynamic_quantize(cb, tmp_path, x):
     p, feeds = one_node(tmp_path, "DynamicQuantizeLinear", [x], n_out=3)
     check(cb, p, feeds, exact_float=True)
+
+
+def _masked_scores():
+    """Attention-like rows with -inf (masked) entries: in the 16-lane vector part and the
+    scalar tail (37 = 2 x 16 + 5), finite scores far below the row max, a row masked but
+    for one entry, and one with 16 x -inf in a row."""
+    x = rand(5, 37) * 3
+    x[0, [0, 5, 17, 33, 36]] = -np.inf
+    x[1, :20] = -np.inf
+    x[2, 10] -= 90.0
+    x[2, 35] -= 200.0
+    x[3, :] = -np.inf
+    x[3, 7] = 0.5
+    x[4, 16:32] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_masked_exact_zero(cb, tmp_path, axis):
+    """exp(-inf) is exactly 0 in the C Softmax as in the reference (it was ~1e-38, which
+    the tolerance of ``check`` would hide): masked entries must compare equal to 0."""
+    x = _masked_scores()
+    if axis == 0:
+        x = x.T.copy()
+    p, feeds = one_node(tmp_path, "Softmax", [x], {"axis": axis})
+    ref = load(p, backend="reference").run(feeds)["out0"]
+    with cb.CModel(p, threads=1) as m:
+        got = m.run(feeds)["out0"]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
+    assert (got[np.isneginf(x)] == 0).all() and (ref[np.isneginf(x)] == 0).all()
+    assert (got[ref == 0] == 0).all()
+    assert np.all(np.abs(got.sum(axis=axis) - 1) < 1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the reference on NaN / inf inputs
+@pytest.mark.parametrize("op,inputs,attrs", [
+    ("MaxPool", [pool_nan[:1, :1].repeat(16, 1).repeat(14, 2).repeat(4, 3)],
+     {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("AveragePool", [rand(1, 16, 66, 66)], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ("MaxPool", [rand(1, 16, 66, 66)], {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ("Softmax", [_masked_scores().repeat(200, 0)], {}),
+    ("LayerNormalization", [rand(512, 160), rand(160), rand(160)], {"axis": -1}),
+    ("Add", [rand(300, 300), rand(300, 300)], {}),
+])
+def test_big_ops_two_threads(cb, tmp_path, op, inputs, attrs):
+    """Inputs large enough for the ops' multi-thread branches (threads=2 in check), next to
+    the one-thread branches that run without an OpenMP region (CZ_PAR_FOR)."""
+    p, feeds = one_node(tmp_path, op, inputs, attrs)
+    check(cb, p, feeds, heavy=op in HEAVY)
+    ref = load(p, backend="reference").run(feeds)
+    with cb.CModel(p, threads=1) as m:
+        compare(m.run(feeds)["out0"], ref["out0"], op in HEAVY)
 
 
 def test_every_op_has_a_case():

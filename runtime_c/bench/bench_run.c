@@ -11,6 +11,10 @@
  * median and the minimum over R samples (default 201) are printed in microseconds per call.
  * --outbuf passes caller-owned output buffers (what the Python binding does for small
  * outputs); without it cz_run allocates the outputs and they are freed with cz_free.
+ * With CZ_PROFILE=1 in the environment the runtime also prints the time per op type at exit,
+ * with CZ_PROFILE=2 the time per node too (median and minimum over runs), e.g.
+ *   CZ_PROFILE=2 build/bench_run /tmp/czbench_models/mlp.cz --outbuf
+ * whose "in nodes" total set against cz_run's time is the executor's own per-call cost.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -562,8 +562,9 @@ static cz_status bind_inputs(cz_exec *ex, const cz_tensor *inputs, int n_inputs,
 
 #define MAX_NODE_IO_RT 64
 
-/* ---- optional per-op profile (CZ_PROFILE=1 in the environment: wall time per op type,
- * printed to stderr at exit; off by default, one branch per node when off) -------------- */
+/* ---- optional per-op profile (CZ_PROFILE=1 in the environment: wall time per op type;
+ * CZ_PROFILE=2: per node too), printed to stderr at exit; off by default, one branch per
+ * node when off ---------------------------------------------------------------------- */
 #include <stdlib.h>
 #include <time.h>
 
@@ -576,6 +577,13 @@ static uint64_t prof_runs;
  * may be shared, and means over runs follow the neighbours' load */
 #define PROF_KEEP 8192
 static float *prof_run_ns;             /* PROF_KEEP x (OP__COUNT + 1); last column: total */
+/* CZ_PROFILE=2: also per node (the first PROF_NODES nodes of the graph run): per-run times
+ * for medians and minima, and the node's name and op */
+#define PROF_NODES 64
+static float *prof_node_run_ns;        /* PROF_KEEP x PROF_NODES */
+static char prof_node_name[PROF_NODES][40];
+static int prof_node_op[PROF_NODES];
+static int prof_nodes;
 
 static double prof_now(void) {
     struct timespec t;
@@ -589,15 +597,20 @@ static int prof_cmpf(const void *a, const void *b) {
 }
 
 /* median and minimum of column c over the kept runs (us) */
-static void prof_stats(int c, uint64_t n, double *med, double *mn) {
+static void prof_stats_of(const float *tab, int cols, int c, uint64_t n, double *med,
+                          double *mn) {
     float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
     *med = *mn = 0.0;
     if (!v || !n) { free(v); return; }
-    for (uint64_t r = 0; r < n; r++) v[r] = prof_run_ns[r * (OP__COUNT + 1) + (uint64_t)c];
+    for (uint64_t r = 0; r < n; r++) v[r] = tab[r * (uint64_t)cols + (uint64_t)c];
     qsort(v, (size_t)n, sizeof *v, prof_cmpf);
     *med = v[n / 2] / 1e3;
     *mn = v[0] / 1e3;
     free(v);
+}
+
+static void prof_stats(int c, uint64_t n, double *med, double *mn) {
+    prof_stats_of(prof_run_ns, OP__COUNT + 1, c, n, med, mn);
 }
 
 static void prof_report(void) {
@@ -615,6 +628,14 @@ static void prof_report(void) {
                     100.0 * prof_ns[o] / prof_total_ns, med, mn,
                     (unsigned long long)(prof_calls[o] / prof_runs));
         }
+    if (prof_node_run_ns) {
+        fprintf(stderr, "cz profile per node (us per run):\n");
+        for (int i = 0; i < prof_nodes; i++) {
+            prof_stats_of(prof_node_run_ns, PROF_NODES, i, kept, &med, &mn);
+            fprintf(stderr, "  %3d %-22s %-40s median %8.2f  min %8.2f\n", i,
+                    cz_op_name(prof_node_op[i]), prof_node_name[i], med, mn);
+        }
+    }
 }
 
 static int prof_on(void) {
@@ -624,6 +645,8 @@ static int prof_on(void) {
         s = e && *e && *e != '0';
         if (s) {
             prof_run_ns = calloc((size_t)PROF_KEEP * (OP__COUNT + 1), sizeof(float));
+            if (atoi(e) >= 2)
+                prof_node_run_ns = calloc((size_t)PROF_KEEP * PROF_NODES, sizeof(float));
             atexit(prof_report);
         }
         __atomic_store_n(&prof_state, s, __ATOMIC_RELAXED);
@@ -652,6 +675,14 @@ static cz_status run_nodes(cz_exec *ex, cz_rt *rt) {
             prof_calls[nd->op]++;
             if (prof_run_ns && prof_runs < PROF_KEEP)
                 prof_run_ns[prof_runs * (OP__COUNT + 1) + nd->op] += (float)dt;
+            if (prof_node_run_ns && i < PROF_NODES && prof_runs < PROF_KEEP) {
+                prof_node_run_ns[prof_runs * PROF_NODES + (uint64_t)i] = (float)dt;
+                if (i >= prof_nodes) {
+                    snprintf(prof_node_name[i], sizeof prof_node_name[i], "%s", nd->name);
+                    prof_node_op[i] = nd->op;
+                    prof_nodes = i + 1;
+                }
+            }
         }
         cz_arena_reset(&ex->ws.arena, RC_ARENA_KEEP);
         if (st) return st;

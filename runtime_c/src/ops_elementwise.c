@@ -24,10 +24,16 @@
         uint64_t n_ = (n);                                                                \
         int nt_ = (threads) > 1 && n_ >= PAR_MIN ? (threads) : 1;                         \
         int64_t nc_ = (int64_t)((n_ + PAR_CHUNK - 1) / PAR_CHUNK);                        \
-        _Pragma("omp parallel for num_threads(nt_) if (nt_ > 1) schedule(static)")        \
-        for (int64_t c_ = 0; c_ < nc_; c_++) {                                            \
-            uint64_t lo = (uint64_t)c_ * PAR_CHUNK;                                       \
-            uint64_t len = n_ - lo < PAR_CHUNK ? n_ - lo : PAR_CHUNK;                     \
+        if (nt_ > 1) {      /* (no OpenMP region for one thread: see CZ_PAR_FOR) */      \
+            _Pragma("omp parallel for num_threads(nt_) schedule(static)")                 \
+            for (int64_t c_ = 0; c_ < nc_; c_++) {                                        \
+                uint64_t lo = (uint64_t)c_ * PAR_CHUNK;                                   \
+                uint64_t len = n_ - lo < PAR_CHUNK ? n_ - lo : PAR_CHUNK;                 \
+                BODY;                                                                     \
+            }                                                                             \
+        } else {                                                                          \
+            uint64_t lo = 0, len = n_;                                                    \
+            (void)nc_;                                                                    \
             BODY;                                                                         \
         }                                                                                 \
     } while (0)
@@ -118,7 +124,7 @@ static cz_status unary_num(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
         uint64_t n = Y->n;
         /* one simple loop per op (vectorised; no data-dependent branches) */
         if (nd->op == OP_RELU)
-            for (uint64_t i = 0; i < n; i++) y[i] = sel(x[i] < 0.0f, 0.0f, x[i]);  /* NaN stays */
+            czv_relu(x, y, (size_t)n);   /* NaN stays; vectorised (ops_vec) */
         else if (nd->op == OP_NEG)
             for (uint64_t i = 0; i < n; i++) y[i] = -x[i];
         else

@@ -229,34 +229,44 @@ static cz_status op_matmul(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **
     if (nt > nbt) nt = (int)nbt;
     if (nt < 1 || work * (double)nbt < 2e5) nt = 1;
     cz_status fail = CZ_OK;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        cz_ws child;
-        cz_ws *ws = &ex->ws;
-        if (nt > 1) {
+#define MM_ONE(t, ws)                                                                      \
+    do {                                                                                  \
+        int64_t rem = (t), oa = 0, ob = 0;                                                \
+        for (int d = bb.r - 1; d >= 0; d--) {                                             \
+            int64_t q = rem % bb.shape[d];                                                \
+            rem /= bb.shape[d];                                                           \
+            oa += q * bb.st[0][d];                                                        \
+            ob += q * bb.st[1][d];                                                        \
+        }                                                                                 \
+        s2 = czk_gemm_f32(M, N, K, a + oa * M * K, K, b + ob * K * N, N, 1,                \
+                          y + (t) * M * N, N, 1, NULL, NULL, 0, (ws));                    \
+    } while (0)
+    if (nt <= 1) {   /* no OpenMP region for one thread (see CZ_PAR_FOR) */
+        for (int64_t t = 0; t < nbt && !fail; t++) {
+            cz_status s2;
+            MM_ONE(t, &ex->ws);
+            fail = s2;
+        }
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            cz_ws child;
             cz_arena_init(&child.arena, ex->alloc, 0);
             child.threads = 1;
             child.precise = ex->ws.precise;
-            ws = &child;
-        }
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < nbt; t++) {
-            int64_t rem = t, oa = 0, ob = 0;
-            for (int d = bb.r - 1; d >= 0; d--) {
-                int64_t q = rem % bb.shape[d];
-                rem /= bb.shape[d];
-                oa += q * bb.st[0][d];
-                ob += q * bb.st[1][d];
-            }
-            cz_status s2 = czk_gemm_f32(M, N, K, a + oa * M * K, K, b + ob * K * N, N, 1,
-                                        y + t * M * N, N, 1, NULL, NULL, 0, ws);
-            if (s2) {
+            for (int64_t t = 0; t < nbt; t++) {
+                cz_status s2;
+                MM_ONE(t, &child);
+                if (s2) {
 #pragma omp critical(cz_matmul_fail)
-                fail = s2;
+                    fail = s2;
+                }
+                cz_arena_free_all(&child.arena);
             }
-            if (nt > 1) cz_arena_free_all(&child.arena);
         }
     }
+#undef MM_ONE
     if (fail) return cz_ex_fail(ex, fail, "kernel failed (%s)", cz_status_name(fail));
     return CZ_OK;
 }
@@ -477,26 +487,27 @@ static cz_status op_pool(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **ou
     if ((double)planes * (double)(o[0] * o[1]) * (double)(k[0] * k[1]) < 2e5) nt = 1;
     if (ismax && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && d[0] == 1 &&
         d[1] == 1 && pb[0] == 0 && pb[1] == 0 && 2 * o[0] <= H && 2 * o[1] <= Wd) {
-        /* the common 2x2 / stride 2 window fully inside the input: no bounds, no tables */
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
-            const float *xp = x + pl * H * Wd;
-            float *yp = y + pl * o[0] * o[1];
-            for (int64_t oy = 0; oy < o[0]; oy++) {
-                const float *r0 = xp + 2 * oy * Wd, *r1 = r0 + Wd;
-                float *yr = yp + oy * o[1];
-                for (int64_t ox = 0; ox < o[1]; ox++) {
-                    float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], e = r1[2 * ox + 1];
-                    float m1 = a > b ? a : b, m2 = c > e ? c : e, m = m1 > m2 ? m1 : m2;
-                    /* NaN propagates, as np.maximum */
-                    yr[ox] = (a != a || b != b || c != c || e != e) ? NAN : m;
-                }
-            }
+        /* the common 2x2 / stride 2 window fully inside the input: no bounds, no tables;
+         * vectorised (ops_vec), planes split between threads */
+        float *t = cz_ex_scratch(ex, 4 * (uint64_t)nt * (uint64_t)(2 * o[1] + 16));
+        if (!t) return cz_ex_fail(ex, CZ_ERR_MEMORY, "out of memory");
+        if (nt <= 1) {   /* (no OpenMP region for one thread: see CZ_PAR_FOR) */
+            czv_maxpool2x2(x, y, (size_t)planes, (size_t)H, (size_t)Wd, (size_t)o[0],
+                           (size_t)o[1], t);
+            return CZ_OK;
+        }
+        int64_t chunk = (planes + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int th = 0; th < nt; th++) {
+            int64_t p0 = th * chunk, p1 = p0 + chunk < planes ? p0 + chunk : planes;
+            if (p0 < p1)
+                czv_maxpool2x2(x + p0 * H * Wd, y + p0 * o[0] * o[1], (size_t)(p1 - p0),
+                               (size_t)H, (size_t)Wd, (size_t)o[0], (size_t)o[1],
+                               t + (size_t)th * (size_t)(2 * o[1] + 16));
         }
         return CZ_OK;
     }
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    CZ_PAR_FOR(nt, pl, planes, {
         const float *xp = x + pl * H * Wd;
         float *yp = y + pl * o[0] * o[1];
         for (int64_t oy = 0; oy < o[0]; oy++) {
@@ -528,7 +539,7 @@ static cz_status op_pool(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **ou
                 }
             }
         }
-    }
+    });
     return CZ_OK;
 }
 
@@ -613,9 +624,7 @@ static cz_status op_softmax(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt *
     float *y = out[0]->data;
     if (inner == 1 && n > 0) {   /* softmax over the last axis: contiguous rows */
         int nt = ex->ws.threads > 1 && outer * n >= 32768 && outer > 1 ? ex->ws.threads : 1;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t o = 0; o < (int64_t)outer; o++)
-            czv_softmax_row(x + (uint64_t)o * n, y + (uint64_t)o * n, n);
+        CZ_PAR_FOR(nt, o, outer, czv_softmax_row(x + (uint64_t)o * n, y + (uint64_t)o * n, n));
         return CZ_OK;
     }
     double *e = cz_ex_scratch(ex, 8 * (n + 1));
@@ -688,10 +697,9 @@ static cz_status op_layernorm(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt
             if (bif) bif[i] = (float)bi[i];
         }
         int nt = ex->ws.threads > 1 && outer * inner >= 65536 && outer > 1 ? ex->ws.threads : 1;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t o = 0; o < (int64_t)outer; o++)
-            czv_layernorm_row(x + (uint64_t)o * inner, y + (uint64_t)o * inner, inner, scf, bif,
-                              eps);
+        CZ_PAR_FOR(nt, o, outer, czv_layernorm_row(x + (uint64_t)o * inner,
+                                                   y + (uint64_t)o * inner, inner, scf, bif,
+                                                   eps));
         return CZ_OK;
     }
     for (uint64_t o = 0; o < outer; o++) {

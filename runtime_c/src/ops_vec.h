@@ -27,4 +27,12 @@ void czv_softmax_row(const float *x, float *y, size_t n);
 void czv_layernorm_row(const float *x, float *y, size_t n, const float *scale,
                        const float *bias, double eps);
 
+/* y = max(x, 0) keeping NaN and -0.0; y may equal x */
+void czv_relu(const float *x, float *y, size_t n);
+/* 2x2 / stride-2 max pooling, every window inside the input: `planes` planes of h x w ->
+ * oh x ow (2 oh <= h, 2 ow <= w); NaN in a window -> NaN (np.maximum). t: scratch of 2 ow
+ * floats (not shared between threads). */
+void czv_maxpool2x2(const float *x, float *y, size_t planes, size_t h, size_t w, size_t oh,
+                    size_t ow, float *t);
+
 #endif

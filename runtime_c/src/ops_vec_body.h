@@ -94,14 +94,17 @@ VATTR static void VF(gelu_erf)(const float *restrict x, float *restrict y, size_
 }
 
 /* Cephes expf: x = k ln2 + r, |r| <= ln2/2, degree-7 polynomial, 2^k from the exponent bits.
- * Inputs below -87.3 give ~1e-38 instead of 0 (used for softmax, x <= 0). */
+ * The polynomial is evaluated on x clamped to -87.3 (2^k stays a normal float); inputs below
+ * that give exactly 0 (a select after the polynomial), so exp(-inf) of masked attention
+ * scores is 0 as in the reference (whose f64 exp of x < -87.3 is < 1.2e-38 as f32 anyway). */
 VATTR static float VF(softmax_exp)(const float *restrict x, float *restrict y, size_t n,
                                    float mx) {
     float acc[VLANES] = {0};
     size_t i = 0;
     for (; i + VLANES <= n; i += VLANES)
         for (int l = 0; l < VLANES; l++) {
-            float v = VCLAMP(x[i + l] - mx, -87.3f, 0.f);
+            float d = x[i + l] - mx;
+            float v = VCLAMP(d, -87.3f, 0.f);
             float kf = v * 1.44269504088896341f + 12582912.0f;   /* round to nearest */
             kf -= 12582912.0f;
             float r = v - kf * 0.693359375f;
@@ -116,7 +119,7 @@ VATTR static float VF(softmax_exp)(const float *restrict x, float *restrict y, s
             int32_t k = (int32_t)kf;
             vpun s;
             s.u = (uint32_t)(k + 127) << 23;
-            float e = p * s.f;
+            float e = VSEL(d < -87.3f, 0.f, p * s.f);
             y[i + l] = e;
             acc[l] += e;
         }
@@ -124,8 +127,7 @@ VATTR static float VF(softmax_exp)(const float *restrict x, float *restrict y, s
     for (int l = 0; l < VLANES; l++) sum += acc[l];
     for (; i < n; i++) {
         float v = x[i] - mx;
-        v = v < -87.3f ? -87.3f : v;
-        float e = expf(v);
+        float e = v < -87.3f ? 0.f : expf(v);
         y[i] = e;
         sum += e;
     }
@@ -185,6 +187,38 @@ VATTR static void VF(layernorm_row)(const float *restrict x, float *restrict y, 
         for (size_t k = 0; k < n; k++) y[k] = (x[k] - mf) * inv * sc[k] + bi[k];
     else
         for (size_t k = 0; k < n; k++) y[k] = (x[k] - mf) * inv * sc[k];
+}
+
+/* Relu: x < 0 -> 0, else x (NaN and -0.0 stay, as the scalar sel loop of ops_elementwise) */
+VATTR static void VF(relu)(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = VSEL(x[i] < 0.0f, 0.0f, x[i]);
+}
+
+/* Relu in place (y may be the input: a stolen buffer) */
+VATTR static void VF(relu_inplace)(float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = VSEL(y[i] < 0.0f, 0.0f, y[i]);
+}
+
+/* max that keeps a NaN of either side, as np.maximum: a when a > b or a is NaN, else b
+ * (so a NaN b is taken when a is not NaN); a tie gives b, as the former scalar loop. As
+ * vectors: maxps(a, b) (which returns b when either is NaN), then a where a is NaN. */
+#define VMAXN(a, b) __extension__({ float a_ = (a), b_ = (b); (a_ > b_ || a_ != a_) ? a_ : b_; })
+
+/* 2x2 / stride-2 max pooling with every window inside the input: planes of h x w in,
+ * oh x ow out (2 oh <= h, 2 ow <= w). Per output row, first the max of the two input rows
+ * (contiguous: whole vectors), then of neighbouring pairs (even / odd lanes), instead of
+ * four strided scalar loads per output. t: scratch of 2 ow floats. The portable version:
+ * x86 with AVX2 uses maxpool2x2_avx2i (ops_vec.c), same steps and bits. */
+VATTR __attribute__((unused)) static void VF(maxpool2x2)(
+    const float *restrict x, float *restrict y, size_t planes, size_t h, size_t w, size_t oh,
+    size_t ow, float *restrict t) {
+    for (size_t p = 0; p < planes; p++)
+        for (size_t oy = 0; oy < oh; oy++) {
+            const float *r0 = x + (p * h + 2 * oy) * w, *r1 = r0 + w;
+            float *yr = y + (p * oh + oy) * ow;
+            for (size_t j = 0; j < 2 * ow; j++) t[j] = VMAXN(r0[j], r1[j]);
+            for (size_t i = 0; i < ow; i++) yr[i] = VMAXN(t[2 * i], t[2 * i + 1]);
+        }
 }
 
 #undef VF

@@ -3,7 +3,8 @@
  * cz_run on the golden vector that carries a graph (Linear: y = x w^T), caller/allocated
  * output buffers, feed errors, concurrent runs, and byte-flip fuzzing of that file (every
  * variant, header re-checksummed, either fails to open with a status or opens and runs or
- * fails cleanly).
+ * fails cleanly); and the executor's vector loops (ops_vec.h: MaxPool 2x2, Relu, Softmax
+ * rows with -inf) on every ISA level against scalar references.
  *
  *   test_graph VECTORS_DIR EXPECTED_DIR [--fuzz N]
  */
@@ -14,6 +15,8 @@
 #include <string.h>
 
 #include "cz.h"
+#include "kernels/kint.h"   /* czk_set_feature_mask: every ISA path of the loops below */
+#include "ops_vec.h"        /* the executor's vectorised loops, tested directly */
 
 static int checks, failures;
 #define CHECK(c, ...)                                                     \
@@ -245,6 +248,99 @@ static void fuzz(const char *vectors, int n) {
     free(orig);
 }
 
+/* ---- the executor's vector loops (ops_vec.h) on every ISA level vs scalar references ---- */
+
+static int same_f(float a, float b) {   /* equal bits, or both NaN */
+    uint32_t ua, ub;
+    memcpy(&ua, &a, 4);
+    memcpy(&ub, &b, 4);
+    return ua == ub || (a != a && b != b);
+}
+
+static float special_val(unsigned r) {
+    static const float sp[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -3e38f};
+    return sp[r % (sizeof sp / sizeof sp[0])];
+}
+
+static void test_vec_loops(void) {
+    static const struct { int mask; const char *name; } levels[] = {
+        {0, "portable"}, {CZK_F_AVX2, "avx2"}, {-1, "all"}};
+    unsigned seed = 12345;
+#define RND() (seed = seed * 1103515245u + 12345u, (seed >> 8) & 0xffffff)
+    for (int l = 0; l < 3; l++) {
+        if (levels[l].mask > 0 && (czk_cpu_features() & levels[l].mask) != levels[l].mask)
+            continue;
+        czk_set_feature_mask(levels[l].mask);
+        /* MaxPool 2x2 / stride 2: output widths through the 8-, 4- and 1-wide steps, odd
+         * input sizes (the last row / column unused), NaN / inf / -0.0 in some windows */
+        static const int dims[][2] = {{2, 2}, {3, 5}, {8, 16}, {9, 31}, {24, 24}, {5, 40}, {4, 2}};
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            size_t h = (size_t)dims[di][0], w = (size_t)dims[di][1], planes = 3;
+            size_t oh = h / 2, ow = w / 2, n = planes * h * w;
+            float *x = malloc(n * 4), *y = malloc(planes * oh * ow * 4 + 4),
+                  *t = malloc((2 * ow + 16) * 4);
+            for (size_t i = 0; i < n; i++) {
+                unsigned r = RND();
+                x[i] = r % 11 == 0 ? special_val(r / 11) : (float)((int)(r % 2001) - 1000) / 8;
+            }
+            czv_maxpool2x2(x, y, planes, h, w, oh, ow, t);
+            int bad = 0;
+            for (size_t p = 0; p < planes; p++)
+                for (size_t oy = 0; oy < oh; oy++)
+                    for (size_t ox = 0; ox < ow; ox++) {
+                        const float *q = x + (p * h + 2 * oy) * w + 2 * ox;
+                        float v[4] = {q[0], q[1], q[w], q[w + 1]}, m = v[0];
+                        int nan = 0;
+                        for (int k = 0; k < 4; k++) {
+                            nan |= v[k] != v[k];
+                            if (v[k] > m) m = v[k];
+                        }
+                        float got = y[(p * oh + oy) * ow + ox];
+                        /* a tie of 0.0 and -0.0 may give either (as np.maximum) */
+                        if (nan ? got == got : !(got == m)) bad++;
+                    }
+            CHECK(!bad, "maxpool2x2 %s %zux%zu: %d wrong outputs", levels[l].name, h, w, bad);
+            /* relu: copy and in place, NaN and -0.0 kept */
+            float *z = malloc(n * 4);
+            czv_relu(x, z, n);
+            bad = 0;
+            for (size_t i = 0; i < n; i++)
+                bad += !same_f(z[i], x[i] < 0.0f ? 0.0f : x[i]);
+            czv_relu(z, z, n);
+            for (size_t i = 0; i < n; i++)
+                bad += !same_f(z[i], x[i] < 0.0f ? 0.0f : x[i]);
+            CHECK(!bad, "relu %s n=%zu: %d wrong", levels[l].name, n, bad);
+            free(x);
+            free(y);
+            free(t);
+            free(z);
+        }
+        /* softmax rows with -inf (masked attention) and scores far below the max: exactly
+         * 0 there, in the 16-lane part and the tail; the rest vs double precision */
+        for (size_t n = 1; n <= 53; n += 4) {
+            float x[64], y[64];
+            double e[64], s = 0, mx = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                unsigned r = RND();
+                x[i] = r % 3 == 0 ? -INFINITY : r % 7 == 0 ? -150.0f : (float)(r % 1000) / 100;
+            }
+            x[n / 2] = 1.0f;   /* one finite entry at least */
+            for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+            for (size_t i = 0; i < n; i++) s += (e[i] = exp((double)x[i] - mx));
+            czv_softmax_row(x, y, n);
+            int bad = 0;
+            for (size_t i = 0; i < n; i++) {
+                double want = e[i] / s;
+                if (x[i] == -INFINITY ? y[i] != 0.0f : fabs(y[i] - want) > 1e-6 + 1e-5 * want)
+                    bad++;
+            }
+            CHECK(!bad, "softmax_row %s n=%zu: %d wrong", levels[l].name, n, bad);
+        }
+    }
+#undef RND
+    czk_set_feature_mask(-1);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_graph VECTORS_DIR [EXPECTED_DIR] [--fuzz N]\n");
@@ -253,6 +349,7 @@ int main(int argc, char **argv) {
     int nfuzz = 500;
     for (int i = 2; i + 1 < argc; i++)
         if (strcmp(argv[i], "--fuzz") == 0) nfuzz = atoi(argv[i + 1]);
+    test_vec_loops();
     test_linear_vector(argv[1]);
     test_no_graph(argv[1]);
     fuzz(argv[1], nfuzz);
