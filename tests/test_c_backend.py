@@ -599,6 +599,35 @@ def test_c_vs_numba(cb, tmp_path, name):
         np.testing.assert_allclose(c[k], nb[k], rtol=2e-4, atol=1e-5 * max(1, np.abs(nb[k]).max()))
 
 
+@pytest.mark.parametrize("name", ["mlp", "lenet5"])
+def test_relidx_grouped_layout(cb, tmp_path, monkeypatch, name):
+    """The codebook-grouped RELIDX layout of 2-D weights (forced on / off at load with
+    CZ_RELIDX_GROUP; the default rule leaves these small layers column-ordered): the same
+    outputs as the reference at batch 1 and 5, on 1 and 2 threads. Resident bytes: by the
+    default rule never above the column-ordered layout's (LeNet-5's f1, 120 values per row,
+    is grouped), forced at most the row tables (12 bytes per row) above it."""
+    p, feeds = MODELS[name](tmp_path)
+    one = {k: v[:1] for k, v in feeds.items()}
+    res = {}
+    for mode in ("0", "1", None):
+        if mode is None:
+            monkeypatch.delenv("CZ_RELIDX_GROUP")
+        else:
+            monkeypatch.setenv("CZ_RELIDX_GROUP", mode)
+            for f in (feeds, one):
+                check(cb, p, f, heavy=True)
+                with cb.CModel(p, threads=1) as m:
+                    compare(m.run(f)["y"], load(p, backend="reference").run(f)["y"], True)
+        with cb.CModel(p) as m:
+            res[mode] = m.resident
+    rows = {"w1": 64, "w2": 32, "f1": 500}
+    for w in (["w1", "w2"] if name == "mlp" else ["f1"]):
+        assert res[None][w] <= res["0"][w], (w, res)
+        assert res["1"][w] <= res["0"][w] + 12 * (rows[w] + 1), (w, res)
+    if name == "lenet5":
+        assert res[None]["f1"] < res["0"]["f1"], res
+
+
 # ---------------------------------------------------------------------------- interface
 def test_interface(cb, tmp_path):
     p, feeds = attention(tmp_path)

@@ -147,6 +147,18 @@ struct cz_form {
      * the AVX2 exact int8 path). Batch >= 4 products then skip the per-call repacking.
      * ~1 byte per weight, counted in resident_bytes. */
     const int8_t *affine_p8;
+    /* RELIDX, codebook values: the codebook-GROUPED layout (relidx.c, czk_relidx_group_*),
+     * built at load for 2-D weights whose rows hold enough values per LUT entry. Within row r
+     * the values are ordered by LUT index and cut into chunks of 4, then 2, then 1 values
+     * that share one index: relidx_gcol holds the nnz columns (row r at val_ptr[r], like the
+     * values), relidx_gid one LUT index per chunk (row r's chunks from relidx_gptr[r]),
+     * relidx_gn per row the counts of 4- and 2-chunks (the rest are 1-chunks). The batch-1
+     * kernel then sums x over a chunk and multiplies once by lut[gid]. When it is present
+     * the kernels need no other positions; the format layer then drops col16 and idx. */
+    const uint16_t *relidx_gcol;
+    const uint8_t *relidx_gid;
+    const int64_t *relidx_gptr;    /* rows + 1; NULL = not grouped */
+    const uint16_t *relidx_gn;     /* 2 * rows */
 };
 
 /* ---- per-call workspace ------------------------------------------------------------- */
@@ -190,12 +202,27 @@ int czk_cpu_features(void);
  * format layer builds the cache itself at open). Call once before any kernel runs on it; not
  * thread-safe against concurrent kernel calls on the same form. Builds f->relidx_col16
  * (absolute u16 column per stored value) from the gap stream, with memory from `a`, and
- * adds its size to f->resident_bytes; the gaps stay (the caller may then release them and
- * set gaps = gap_ptr = NULL). *owned receives the allocation (free it with
+ * adds its size to f->resident_bytes -- and, for codebook values, the grouped layout below
+ * when its rule says so, in the same allocation; the gaps stay (the caller may then release
+ * them and set gaps = gap_ptr = NULL). *owned receives the allocation (free it with
  * cz_mem_free(a, *owned) when the form dies; NULL if nothing was built).
  * No-op (CZ_OK, *owned = NULL) for other kinds, cols > 65536, no gaps, or an already
  * prepared form. Returns CZ_ERR_MEMORY or CZ_ERR_FORMAT (a value lands at col >= cols). */
 cz_status czk_relidx_prepare(cz_form *f, const cz_allocator *a, void **owned);
+
+/* Codebook-grouped RELIDX layout (see relidx_gptr above). czk_relidx_group_plan: should a
+ * form with these values be grouped? mode -1: the rule (>= 2 values per row and LUT entry
+ * on average, and at most the bytes of col16 + idx), 0: never, 1: whenever possible (cols
+ * <= 65536, k <= 256). Returns 1 with the bytes of the layout's one block in *bytes (<= 3 *
+ * nnz by the rule; forced, at most the row tables, 12 * (rows + 1), more).
+ * czk_relidx_group_build fills that block (64-byte aligned) from the absolute column of
+ * every value (col, indexed like the values) and f's val_ptr / idx / k, and sets f's
+ * relidx_g* fields (not resident_bytes). czk_relidx_prepare also groups (same rule;
+ * CZ_RELIDX_GROUP=0 / 1 in the environment forces never / always), the layout sharing its
+ * allocation (in front of col16: free that block through relidx_gptr when it is set). */
+int czk_relidx_group_plan(int64_t rows, int64_t cols, const int64_t *val_ptr, const uint8_t *idx,
+                          int k, int mode, uint64_t *bytes);
+void czk_relidx_group_build(cz_form *f, const uint16_t *col, void *block);
 
 /* Optional load-time packing of an AFFINE form for the int8 GEMM (batch >= 4): builds
  * f->affine_p8 with memory from `a`, adds its size to f->resident_bytes, *owned receives the

@@ -6,7 +6,10 @@
  *                                            cols <= 65536 the u16 column of every value is
  *                                            built in the validation walk and the gap stream
  *                                            and gap_ptr are dropped (CZ_RELIDX_COLS=0 in the
- *                                            environment keeps the gaps instead)
+ *                                            environment keeps the gaps instead); 2-D
+ *                                            codebook weights with enough values per row
+ *                                            and LUT entry get the codebook-grouped layout
+ *                                            instead of col16 + idx (relidx.c)
  *   codebook per tensor / per channel ax 0 -> CODEBOOK (per_row for axis 0)
  *   affine per tensor / axis 0 / groups    -> AFFINE (q widened to int8, zero points int32;
  *                                            unsigned 8-bit q is stored as q-128 with zp-128)
@@ -207,6 +210,25 @@ static int relidx_want_col16(int64_t rows, int64_t cols) {
     return !(cc && cc[0] == '0');
 }
 
+/* Release a buffer the model keeps (the idx of a grouped RELIDX form: its chunk indices
+ * live in the grouped block); no-op if p is not in the keep list (values used in place). */
+static void relidx_unkeep(cz_model *m, const void *p) {
+    for (size_t i = m->nkeep; i-- > 0;)
+        if (m->keep[i] == p) {
+            cz_mem_free(&m->alloc, m->keep[i]);
+            m->keep[i] = m->keep[--m->nkeep];
+            return;
+        }
+}
+
+/* CZ_RELIDX_GROUP=0 / 1 in the environment: never / always build the codebook-grouped
+ * layout (tests); unset: the rule of czk_relidx_group_plan. 2-D weights only: conv weights
+ * keep the column-ordered col16 their conv kernels search (conv2d.c). */
+static int relidx_group_mode(void) {
+    const char *g = getenv("CZ_RELIDX_GROUP");
+    return g && g[0] == '0' ? 0 : g && g[0] == '1' ? 1 : -1;
+}
+
 static cz_status build_relidx(cz_model *m, const cz_node *nd, const char *tensor, cz_form **out,
                               char *err, size_t errlen) {
     cz_status st;
@@ -216,6 +238,8 @@ static cz_status build_relidx(cz_model *m, const cz_node *nd, const char *tensor
     cz_buf g = {0};
     const int64_t *gp = NULL;
     uint16_t *col = NULL;
+    int grp = 0;                  /* grouped: col is a scratch copy, freed below */
+    uint64_t gbytes = 0;
     st = cz_stream_read(m, nd->s[0], tensor, &g, err, errlen);
     if (st) return st;
     uint64_t ngaps = g.n;
@@ -226,7 +250,15 @@ static cz_status build_relidx(cz_model *m, const cz_node *nd, const char *tensor
     TRY(build_vals(m, nd->c[0], tensor, &f->u.relidx.vkind, &f->u.relidx.idx, &f->u.relidx.lut,
                    &f->u.relidx.k, &f->u.relidx.vals, &vbytes, err, errlen));
     /* val_ptr[0] == 0 and val_ptr[rows] == nnz (checked): col is indexed by the value index */
-    if (c16 && !(col = kalloc(m, nnz * 2, err, errlen, &st))) goto done;
+    grp = c16 && nd->ndim == 2 && f->u.relidx.vkind == CZ_VALS_CODEBOOK &&
+          czk_relidx_group_plan(nd->rows, nd->cols, f->u.relidx.val_ptr, f->u.relidx.idx,
+                                f->u.relidx.k, relidx_group_mode(), &gbytes);
+    if (grp) {
+        if (!(col = cz_mem_alloc(&m->alloc, (size_t)(nnz ? nnz * 2 : 1), 64))) {
+            st = cz_fail(err, errlen, CZ_ERR_MEMORY, "out of memory building kernel forms");
+            goto done;
+        }
+    } else if (c16 && !(col = kalloc(m, nnz * 2, err, errlen, &st))) goto done;
     int64_t bad = -1;
     int code = cz_relidx_walk(g.data, gp, f->u.relidx.val_ptr, nd->rows, nd->cols,
                               (int)nd->p_gap_bits, NULL, NULL, col, &bad);
@@ -236,7 +268,14 @@ static cz_status build_relidx(cz_model *m, const cz_node *nd, const char *tensor
         goto done;
     }
     f->u.relidx.gap_bits = (int)nd->p_gap_bits;
-    if (c16) {   /* the positions live in col16 only: the gaps and gap_ptr are released */
+    if (grp) {   /* the grouped layout replaces col16 and idx (gaps and gap_ptr released) */
+        void *blk = kalloc(m, gbytes, err, errlen, &st);
+        if (!blk) goto done;
+        czk_relidx_group_build(f, col, blk);
+        relidx_unkeep(m, f->u.relidx.idx);
+        f->u.relidx.idx = NULL;
+        f->resident_bytes = gbytes + ((uint64_t)nd->rows + 1) * 8 + (uint64_t)f->u.relidx.k * 4;
+    } else if (c16) {   /* the positions live in col16 only: the gaps and gap_ptr are released */
         f->relidx_col16 = col;
         f->resident_bytes = nnz * 2 + ((uint64_t)nd->rows + 1) * 8 + vbytes;
     } else {
@@ -249,6 +288,7 @@ static cz_status build_relidx(cz_model *m, const cz_node *nd, const char *tensor
     *out = f;
 done:
     if (c16) cz_mem_free(&m->alloc, (void *)gp);
+    if (grp) cz_mem_free(&m->alloc, col);
     cz_buf_free(m, &g);
     return st;
 }

@@ -12,7 +12,8 @@
  *   differ from the float conv: it is checked bit-for-tolerance against czk_conv2d_ref
  *   (same quantization) and loosely (2% of the output's max magnitude) against the naive conv.
  * Coverage of the fast paths: RELIDX forms run in each position mode (relidx_mode: gaps only,
- * gaps + u16 column cache, column cache only as the format layer builds it) -- every mode
+ * gaps + u16 column cache, column cache only, + the codebook-grouped layout, the grouped
+ * layout only as the format layer builds it for 2-D weights) -- every mode
  * explicitly in test_forms / test_relidx_batches / test_conv, a random one elsewhere; the int8 accumulators are
  * checked at batch 1/3 (GEMV) and 5..64 (packed int16 GEMM) for every scale layout, with the
  * weights repacked per call and packed once at load (czk_affine_prepare); conv
@@ -94,20 +95,35 @@ static void mk_vals(int64_t nnz, int cb, int k, cz_vals_kind *vk, const uint8_t 
 }
 /* RELIDX position modes: 0 the gap stream only (the lean mode, cols > 65536), 1 gaps + the
  * u16 column cache (kernels use col16, the reference walks the gaps: a cross-check of the
- * cache), 2 col16 only (gaps and gap_ptr released: what the format layer builds; the
- * reference runs from col16 too). Random forms draw a mode; g_relidx_mode >= 0 forces one. */
+ * cache), 2 col16 only (gaps and gap_ptr released: what the format layer builds for conv
+ * weights and sparse rows; the reference runs from col16 too), 3 gaps + col16 + the
+ * codebook-grouped layout (kernels run grouped, the reference walks the gaps: a cross-check
+ * of the layout), 4 the grouped layout only (gaps, col16 and idx released: what the format
+ * layer builds for 2-D codebook weights; the reference runs grouped too). Float values
+ * cannot be grouped: modes 3 / 4 are then modes 1 / 2. Random forms draw a mode;
+ * g_relidx_mode >= 0 forces one. */
 static int g_relidx_mode = -1;
 static void relidx_mode(cz_form *f, int mode) {
     if (mode == 0) return;
     void *owned;
     g_checks++;
-    if (czk_relidx_prepare(f, NULL, &owned) != CZ_OK || (f->rows > 0 && !f->relidx_col16)) {
-        fprintf(stderr, "FAIL relidx_prepare\n"); g_fail++;
+    setenv("CZ_RELIDX_GROUP", mode >= 3 ? "1" : "0", 1);   /* forced either way */
+    cz_status st = czk_relidx_prepare(f, NULL, &owned);
+    unsetenv("CZ_RELIDX_GROUP");
+    int cb = f->u.relidx.vkind == CZ_VALS_CODEBOOK;
+    if (st != CZ_OK || (f->rows > 0 && !f->relidx_col16) ||
+        (f->rows > 0 && (mode >= 3 && cb) != (f->relidx_gptr != NULL))) {
+        fprintf(stderr, "FAIL relidx_prepare mode %d\n", mode); g_fail++;
         return;
     }
-    if (mode == 2 && f->relidx_col16) {
+    if ((mode == 2 || mode == 4) && f->relidx_col16) {
         free((void *)f->u.relidx.gaps); free((void *)f->u.relidx.gap_ptr);
         f->u.relidx.gaps = NULL; f->u.relidx.gap_ptr = NULL;
+    }
+    if (mode == 4 && f->relidx_gptr) {   /* the block is freed through relidx_gptr */
+        f->relidx_col16 = NULL;
+        free((void *)f->u.relidx.idx);
+        f->u.relidx.idx = NULL;
     }
 }
 /* relidx: per-row density drawn from {0 (empty row), very sparse (filler chains), d} */
@@ -137,7 +153,7 @@ static cz_form *mk_relidx(int64_t rows, int64_t cols, double d, int gap_bits, in
     f->u.relidx.gap_ptr = gp; f->u.relidx.val_ptr = vp;
     mk_vals(nnz, cb, k, &f->u.relidx.vkind, &f->u.relidx.idx, &f->u.relidx.lut, &f->u.relidx.k,
             &f->u.relidx.vals);
-    relidx_mode(f, g_relidx_mode >= 0 ? g_relidx_mode : irand(0, 2));
+    relidx_mode(f, g_relidx_mode >= 0 ? g_relidx_mode : irand(0, 4));
     return f;
 }
 static cz_form *mk_codebook(int64_t rows, int64_t cols, int k, int per_row) {
@@ -225,7 +241,9 @@ static void free_form(cz_form *f) {
         free((void *)f->u.relidx.gaps); free((void *)f->u.relidx.gap_ptr);
         free((void *)f->u.relidx.val_ptr); free((void *)f->u.relidx.idx);
         free((void *)f->u.relidx.lut); free((void *)f->u.relidx.vals);
-        if (f->relidx_col16) cz_mem_free(cz_default_allocator(), (void *)f->relidx_col16);
+        /* czk_relidx_prepare's one block starts with the grouped layout when it built one */
+        if (f->relidx_gptr) cz_mem_free(cz_default_allocator(), (void *)f->relidx_gptr);
+        else if (f->relidx_col16) cz_mem_free(cz_default_allocator(), (void *)f->relidx_col16);
         break;
     case CZ_FORM_CODEBOOK: free((void *)f->u.codebook.idx); free((void *)f->u.codebook.lut); break;
     case CZ_FORM_AFFINE:
@@ -342,10 +360,10 @@ static void test_forms(void) {
     for (int s = 0; s < 8; s++) {
         int64_t R = shapes[s][0], C = shapes[s][1];
         for (int rep = 0; rep < 3; rep++) {
-            cz_form *fs[24];
+            cz_form *fs[32];
             int nf = 0;
             fs[nf++] = mk_dense(R, C);
-            for (g_relidx_mode = 0; g_relidx_mode < 3; g_relidx_mode++) {   /* every mode */
+            for (g_relidx_mode = 0; g_relidx_mode < 5; g_relidx_mode++) {   /* every mode */
                 fs[nf++] = mk_relidx(R, C, 0.1, irand(2, 8), 1, KS[irand(0, 9)]);
                 fs[nf++] = mk_relidx(R, C, 0.5, irand(2, 8), 0, 0);
                 fs[nf++] = mk_relidx(R, C, 0.02, 2, 1, 4);   /* long filler chains */
@@ -412,6 +430,54 @@ static void test_gemm(void) {
     }
 }
 
+/* The codebook-grouped RELIDX layout: each row holds the same (column, LUT index) pairs as
+ * the column-ordered form, chunk i of a row has 4 / 2 / 1 values (4-chunks first) of one
+ * index, and the plan's rule and byte count (never more than col16 + idx + row tables). */
+static void test_relidx_grouped(void) {
+    char ctx[128];
+    for (int it = 0; it < 60; it++) {
+        int64_t R = irand(1, 40), C = irand(1, 300);
+        int k = KS[irand(0, 9)];
+        g_relidx_mode = 3;
+        cz_form *f = mk_relidx(R, C, 0.05 + 0.6 * (rnd() % 100) / 100.0, irand(2, 8), 1, k);
+        g_relidx_mode = -1;
+        snprintf(ctx, sizeof ctx, "grouped layout %lldx%lld k=%d", (long long)R, (long long)C, k);
+        const int64_t *vp = f->u.relidx.val_ptr;
+        int64_t nnz = vp[R];
+        uint64_t bytes = 0, b2 = 0;
+        g_checks++;
+        int forced = czk_relidx_group_plan(R, C, vp, f->u.relidx.idx, k, 1, &bytes);
+        int rule = czk_relidx_group_plan(R, C, vp, f->u.relidx.idx, k, -1, &b2);
+        if (!forced || bytes > (uint64_t)nnz * 3 + 12 * (uint64_t)(R + 1) ||
+            czk_relidx_group_plan(R, C, vp, f->u.relidx.idx, k, 0, &b2) ||
+            czk_relidx_group_plan(R, 65537, vp, f->u.relidx.idx, k, 1, &b2) ||
+            rule != (nnz >= 2 * R * (int64_t)k && bytes <= (uint64_t)nnz * 3)) {
+            fprintf(stderr, "FAIL %s: plan\n", ctx); g_fail++;
+        }
+        int bad = 0;
+        for (int64_t r = 0; r < R && !bad; r++) {
+            int64_t n4 = f->relidx_gn[2 * r], n2 = f->relidx_gn[2 * r + 1];
+            int64_t n = vp[r + 1] - vp[r], n1 = n - 4 * n4 - 2 * n2;
+            if (n1 < 0 || f->relidx_gptr[r + 1] - f->relidx_gptr[r] != n4 + n2 + n1) { bad = 1; break; }
+            /* (col, idx) pairs as a count table, +1 for the column-ordered form, -1 grouped */
+            int *cnt = xalloc((size_t)(C * k) * sizeof(int));
+            for (int64_t v = vp[r]; v < vp[r + 1]; v++)
+                cnt[f->relidx_col16[v] * k + f->u.relidx.idx[v]]++;
+            const uint16_t *c = f->relidx_gcol + vp[r];
+            const uint8_t *g = f->relidx_gid + f->relidx_gptr[r];
+            for (int64_t q = 0; q < n4 + n2 + n1; q++) {
+                int len = q < n4 ? 4 : q < n4 + n2 ? 2 : 1;
+                for (int j = 0; j < len; j++, c++)
+                    if (*c >= C || g[q] >= k || --cnt[*c * k + g[q]] < 0) bad = 1;
+            }
+            free(cnt);
+        }
+        g_checks++;
+        if (bad) { fprintf(stderr, "FAIL %s: rows differ\n", ctx); g_fail++; }
+        free_form(f);
+    }
+}
+
 /* RELIDX at batch > 1 over every block width: the AXPY runs ceil(nb / VW) vectors (1..8)
  * per batch block, for VW = 4 / 8 / 16, on both X paths -- rows transposed into scratch, and
  * columns used in place (64-byte aligned, ld a multiple of 16). The column X is allocated to
@@ -421,7 +487,7 @@ static void test_relidx_batches(void) {
     static const int64_t NS[] = {2, 4, 8, 12, 13, 16, 20, 24, 28, 32, 40, 45, 48, 56, 64,
                                  80, 96, 100, 112, 128, 144};
     char ctx[128];
-    for (int md = 0; md < 3; md++)
+    for (int md = 0; md < 5; md++)
     for (int cb = 0; cb < 2; cb++)
         for (size_t k = 0; k < sizeof NS / sizeof NS[0]; k++) {
             int64_t R = 9, C = 37, n = NS[k], ld = (n + 15) / 16 * 16;
@@ -604,7 +670,7 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
 
 static void test_conv(void) {
     for (int kind = 0; kind <= 6; kind++)
-    for (int md = 0; md < (kind == 1 ? 3 : 1); md++) {
+    for (int md = 0; md < (kind == 1 ? 5 : 1); md++) {
         g_relidx_mode = kind == 1 ? md : -1;   /* RELIDX: every position mode */
         conv_case(2, 4, 9, 11, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, kind, "groups2 3x3 pad1");
         conv_case(1, 6, 13, 10, 4, 5, 3, 1, 2, 1, 2, 1, 2, 0, 1, 3, kind, "5x3 stride2x1 dil2x1 asym pad");
@@ -677,7 +743,7 @@ static void conv_i8_legacy_case(int64_t n, int64_t c, int64_t h, int64_t w, int6
 static void test_conv_paths(void) {
     static const int kinds[] = {0, 1, 2, 8};   /* dense, relidx (codebook / float), codebook */
     for (int ki = 0; ki < 4; ki++)
-    for (int md = 0; md < (kinds[ki] == 1 ? 3 : kinds[ki] == 8 ? 2 : 1); md++) {
+    for (int md = 0; md < (kinds[ki] == 1 ? 5 : kinds[ki] == 8 ? 2 : 1); md++) {
         int kind = kinds[ki];
         g_relidx_mode = kind == 1 ? md : kind == 8 ? 2 - md : -1;
         /* row tails of the 6/4-row tiles (implicit GEMM), panels of 16/32 pixels */
@@ -742,6 +808,7 @@ int main(int argc, char **argv) {
             test_gemm_inplace();
             test_forms();
             test_relidx_batches();
+            test_relidx_grouped();
             test_conv();
             test_conv_paths();
             test_int8_exact();
