@@ -579,6 +579,32 @@ def test_int8_weights(cb, tmp_path, name):
     assert rel_err(got, ref) < 3e-2
 
 
+@pytest.mark.parametrize("batch", [4, 5, 6, 13, 32, 64])
+def test_int8_linear_exact_batches(cb, tmp_path, batch):
+    """The int8 GEMM at batch >= 4 (activations quantized straight into the packed tiles,
+    weights packed at load) against the Numba backend's int8 kernels (the reference backend
+    multiplies dequantized weights in float) BIT FOR BIT: rows whose max |x| is 127
+    quantize with scale 1 (halves exercise round-half-to-even), power-of-two weight scales,
+    so every output is an exact float; odd widths hit the 16-column quantization tails, and
+    one row is all zero. (No NaN here: C quantizes a NaN activation to 0, Numba's
+    np.int8(nan) is platform-defined.)"""
+    R, C = 37, 301
+    q = RNG.integers(-128, 128, (R, C)).astype(np.int64)
+    s = (2.0 ** RNG.integers(-8, -4, R)).astype(F)
+    x = (RNG.integers(-254, 255, (batch, 2, C)) * 0.5).astype(F)
+    x[:, :, 0] = 127.0
+    x[0, 1, :] = 0.0
+    g = Graph([ValueInfo("x", "f32", [batch, 2, C])], [ValueInfo("y", "f32", [batch, 2, R])],
+              [OpNode("Linear", "fc", ["x", "w"], ["y"])])
+    p = tmp_path / "int8_exact.cz"
+    czmodel.write(p, {"w": E.affine(q, s, bits=8, axis=0)}, graph=g)
+    pytest.importorskip("numba")
+    ref = load(p, backend="numba", threads=1).run({"x": x})["y"]
+    with cb.CModel(p, threads=1) as m:
+        got = m.run({"x": x})["y"]
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_compressed_weights_stay_compressed(cb, tmp_path):
     p, feeds = lenet5(tmp_path)
     m = cb.CModel(p)
@@ -1112,3 +1138,29 @@ def test_huffman_many_chunks(cb, bits, n):
         if c.error is None:
             with czmodel.open(dd) as f:
                 np.testing.assert_array_equal(c_read_tensor(dd, "h"), f["h"])
+
+
+@pytest.mark.parametrize("shape,perm", [
+    ((1, 13, 12, 32), [0, 2, 3, 1]),   # BERT key heads (the tiled path)
+    ((2, 9, 3, 17), [0, 2, 3, 1]),
+    ((17, 9), [1, 0]),
+    ((3, 8, 8), [2, 1, 0]),
+    ((10, 3, 11), [2, 0, 1]),
+    ((4, 5, 8, 3), [3, 1, 2, 0]),      # X's last axis to output axis 0 of 4
+    ((7, 6), [1, 0]),                  # under a tile: the gather
+])
+def test_transpose_tiled(cb, tmp_path, shape, perm):
+    """Transpose moving X's last axis off the end runs in 8 x 8 tiles: the same bits"""
+    x = rand(*shape)
+    x.flat[0] = np.nan
+    x.flat[1] = -0.0
+    p, feeds = one_node(tmp_path, "Transpose", [x], {"perm": perm})
+    with cb.CModel(p, threads=1) as m:
+        got = m.run(feeds)["out0"]
+    want = np.transpose(x, perm)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    y = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
+    p, feeds = one_node(tmp_path, "Transpose", [y], {"perm": perm}, name="i32")
+    with cb.CModel(p, threads=1) as m:
+        np.testing.assert_array_equal(m.run(feeds)["out0"], np.transpose(y, perm))

@@ -414,7 +414,12 @@ static cz_status build(cz_graph *g, const cz_mp *d, const gm_tensors *tens, char
             }
     }
     g->n_syms = nsym;
-    /* liveness */
+    return CZ_OK;
+}
+
+/* liveness: per value its last reader; per node the values to free after it */
+static cz_status liveness(cz_graph *g, char *err, size_t errlen) {
+    cz_arena *ar = &g->arena;
     for (int i = 0; i < g->n_nodes; i++) {
         const cz_gnode *nd = &g->nodes[i];
         for (int k = 0; k < nd->n_in; k++)
@@ -552,6 +557,8 @@ cz_status cz_graph_build(cz_model *m, char *err, size_t errlen) {
         return cz_fail(err, errlen, st, "out of memory building the graph");
     }
     st = build(g, d, &tens, err, errlen);
+    if (!st) st = cz_graph_fuse(g, m, err, errlen);
+    if (!st) st = liveness(g, err, errlen);
     if (!st) st = bind_tensors(g, m, err, errlen);
     if (st) {
         cz_graph_free(g, al);

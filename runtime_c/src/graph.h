@@ -27,8 +27,13 @@ typedef enum {
     /* comparison / logical family and Min / Max (ops_elementwise.c, ops_logical.c) */
     OP_LESSOREQUAL, OP_GREATEROREQUAL, OP_AND, OP_OR, OP_XOR, OP_ISNAN, OP_ISINF, OP_MIN,
     OP_MAX,
+    /* internal ops made by the fusion pass of graph.c (graph_fuse.c), never named by a file:
+     * Softmax(X * S + B) with S a scalar file tensor (the attention scale) and B any
+     * broadcastable f32 (the mask), Softmax's attributes */
+    OP_SOFTMAX_SA,
     OP__COUNT
 } cz_op_id;
+#define OP__FILE_COUNT OP_SOFTMAX_SA   /* ops a file may name: ids below this */
 
 /* Attribute slots per op: the index of an attribute in that op's schema (graph.c). */
 enum { A_GEMM_ALPHA, A_GEMM_BETA, A_GEMM_TRANSA, A_GEMM_TRANSB };
@@ -87,7 +92,8 @@ typedef struct {
     const double *floats;        /* AT_FLOATS */
 } cz_attr;
 
-typedef enum { VK_INPUT = 1, VK_TENSOR, VK_NODE } cz_value_kind;
+/* VK_FUSED: an intermediate of a chain that graph_fuse.c made one node (never produced) */
+typedef enum { VK_INPUT = 1, VK_TENSOR, VK_NODE, VK_FUSED } cz_value_kind;
 
 typedef struct {
     const char *name;
@@ -142,6 +148,8 @@ typedef struct cz_model cz_model;
  * Without a graph in the file: CZ_OK and nothing attached. */
 cz_status cz_graph_build(cz_model *m, char *err, size_t errlen);
 void cz_graph_free(void *graph, const cz_allocator *a);
+/* The fusion pass (graph_fuse.c), run by cz_graph_build before the liveness. */
+cz_status cz_graph_fuse(cz_graph *g, const cz_model *m, char *err, size_t errlen);
 const cz_graph *cz_graph_of(const cz_model *m);
 
 /* Name of an op id; names of dtypes ("f32", ...). */

@@ -166,6 +166,7 @@ static const op_spec OPS[OP__COUNT] = {
     [OP_ISNAN] = UN("IsNaN"), [OP_ISINF] = UNA("IsInf", AS_ISINF),
     [OP_MIN] = {"Min", 1, 64, 1, 1, NULL, 0, NULL},
     [OP_MAX] = {"Max", 1, 64, 1, 1, NULL, 0, NULL},
+    [OP_SOFTMAX_SA] = {"Softmax(x*s+b)", 3, 3, 1, 1, NA(AS_SOFTMAX), NULL},
 };
 
 const char *cz_op_name(cz_op_id op) {
@@ -419,7 +420,7 @@ static void attr_default(const attr_spec *s, cz_attr *a) {
 const op_spec *cz_op_spec(int op) { return op >= 0 && op < OP__COUNT ? &OPS[op] : NULL; }
 
 int cz_op_lookup(const char *name) {
-    for (int k = 0; k < OP__COUNT; k++)
+    for (int k = 0; k < OP__FILE_COUNT; k++)   /* (not the internal fused ops) */
         if (strcmp(OPS[k].name, name) == 0) return k;
     return -1;
 }

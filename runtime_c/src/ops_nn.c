@@ -608,20 +608,12 @@ static cz_status op_batchnorm(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt
     return CZ_OK;
 }
 
-static cz_status op_softmax(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **out) {
-    cz_rt *X = in[0];
-    const float *x;
-    cz_status st;
-    if ((st = cz_ex_getf(ex, X, "X", &x))) return st;
-    int ax;
-    if (!cz_normalize_axis(nd->attr[A_SOFTMAX_AXIS].i, X->ndim, &ax))
-        FAILS("axis %lld is out of range for rank %d", (long long)nd->attr[A_SOFTMAX_AXIS].i,
-              X->ndim);
-    if ((st = cz_ex_alloc(ex, out[0], CZ_F32, X->ndim, X->shape))) return st;
-    uint64_t outer = 1, inner = 1, n = (uint64_t)X->shape[ax];
-    for (int d = 0; d < ax; d++) outer *= (uint64_t)X->shape[d];
-    for (int d = ax + 1; d < X->ndim; d++) inner *= (uint64_t)X->shape[d];
-    float *y = out[0]->data;
+/* softmax of x (shape[ndim]) along axis ax into y (x may equal y) */
+static cz_status softmax_axis(cz_exec *ex, const float *x, float *y, int ndim,
+                              const int64_t *shape, int ax) {
+    uint64_t outer = 1, inner = 1, n = (uint64_t)shape[ax];
+    for (int d = 0; d < ax; d++) outer *= (uint64_t)shape[d];
+    for (int d = ax + 1; d < ndim; d++) inner *= (uint64_t)shape[d];
     if (inner == 1 && n > 0) {   /* softmax over the last axis: contiguous rows */
         int nt = ex->ws.threads > 1 && outer * n >= 32768 && outer > 1 ? ex->ws.threads : 1;
         CZ_PAR_FOR(nt, o, outer, czv_softmax_row(x + (uint64_t)o * n, y + (uint64_t)o * n, n));
@@ -645,6 +637,83 @@ static cz_status op_softmax(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt *
             for (uint64_t k = 0; k < n; k++) yp[k * inner] = (float)(e[k] / sum);
         }
     return CZ_OK;
+}
+
+static cz_status op_softmax(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **out) {
+    cz_rt *X = in[0];
+    const float *x;
+    cz_status st;
+    if ((st = cz_ex_getf(ex, X, "X", &x))) return st;
+    int ax;
+    if (!cz_normalize_axis(nd->attr[A_SOFTMAX_AXIS].i, X->ndim, &ax))
+        FAILS("axis %lld is out of range for rank %d", (long long)nd->attr[A_SOFTMAX_AXIS].i,
+              X->ndim);
+    /* in place when X dies here: the output stays in cache (MiniLM's 12 x 128 x 128 scores
+     * are larger than Zen 3's L2) */
+    if (!(X->dtype == CZ_F32 && cz_ex_steal(ex, nd, 0, X, out[0])))
+        if ((st = cz_ex_alloc(ex, out[0], CZ_F32, X->ndim, X->shape))) return st;
+    return softmax_axis(ex, x, out[0]->data, out[0]->ndim, out[0]->shape, ax);
+}
+
+/* OP_SOFTMAX_SA (graph_fuse.c): Softmax(X * S + B), S a 0-d f32 file tensor, B broadcast
+ * as by Add (numpy rules over the three shapes, the output of the broadcast shape). Rows
+ * along a last axis where X and B are contiguous go through czv_softmax_row_sb (one pass
+ * makes X * S + B and the max); any other layout writes X * S + B out first, then runs
+ * Softmax on it in place. Both round the product and the sum as the unfused Mul and Add. */
+static cz_status op_softmax_sa(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **out) {
+    cz_rt *X = in[0], *S = in[1], *B = in[2];
+    const float *x, *sp, *bp;
+    cz_status st;
+    if ((st = cz_ex_getf(ex, X, "X", &x)) || (st = cz_ex_getf(ex, S, "scale", &sp)) ||
+        (st = cz_ex_getf(ex, B, "mask", &bp)))
+        return st;
+    if (S->n != 1) FAILS("scale must have one element");
+    float s = sp[0];
+    cz_bcast b;
+    int nds[3] = {X->ndim, S->ndim, B->ndim};
+    const int64_t *shs[3] = {X->shape, S->shape, B->shape};
+    if (!cz_bcast_init(&b, 3, nds, shs)) {
+        char b1[96], b2[96];
+        FAILS("cannot broadcast %s and %s", cz_shape_str(X->ndim, X->shape, b1, sizeof b1),
+              cz_shape_str(B->ndim, B->shape, b2, sizeof b2));
+    }
+    int ax;
+    if (!cz_normalize_axis(nd->attr[A_SOFTMAX_AXIS].i, b.r, &ax))
+        FAILS("axis %lld is out of range for rank %d", (long long)nd->attr[A_SOFTMAX_AXIS].i,
+              b.r);
+    int same = b.r == X->ndim;
+    for (int d = 0; same && d < b.r; d++) same = b.shape[d] == X->shape[d];
+    if (!(same && X->dtype == CZ_F32 && cz_ex_steal(ex, nd, 0, X, out[0])))
+        if ((st = cz_ex_alloc(ex, out[0], CZ_F32, b.r, b.shape))) return st;
+    float *y = out[0]->data;
+    uint64_t n = b.inner, outer = b.outer;
+    if (b.n == 0) return CZ_OK;
+    int r = b.r;
+    if (r >= 1 && ax == r - 1 && b.st[0][r - 1] == 1 && b.st[2][r - 1] == 1) {
+        int nt = ex->ws.threads > 1 && b.n >= 32768 && outer > 1 ? ex->ws.threads : 1;
+        CZ_PAR_FOR(nt, o, outer, {
+            int64_t q = o, ox = 0, ob = 0;   /* offsets of row o in X and B */
+            for (int d = r - 2; d >= 0; d--) {
+                int64_t i = q % b.shape[d];
+                q /= b.shape[d];
+                ox += i * b.st[0][d];
+                ob += i * b.st[2][d];
+            }
+            czv_softmax_row_sb(x + ox, y + (uint64_t)o * n, n, s, bp + ob);
+        });
+        return CZ_OK;
+    }
+    int64_t idx[CZ_MAX_NDIM] = {0}, off[3] = {0, 0, 0};
+    int64_t sx = r ? b.st[0][r - 1] : 0, sb = r ? b.st[2][r - 1] : 0;
+    for (uint64_t o = 0; o < outer; o++) {
+        float *yr = y + o * n;
+        for (uint64_t i = 0; i < n; i++) {
+            volatile float t = x[off[0] + (int64_t)i * sx] * s;   /* rounded as by Mul */
+            yr[i] = t + bp[off[2] + (int64_t)i * sb];
+        }
+        cz_bcast_next(&b, idx, off);
+    }
+    return softmax_axis(ex, y, y, b.r, b.shape, ax);
 }
 
 /* a Scale/B operand broadcast to the normalised block (shape[ax:]) as doubles */
@@ -730,6 +799,7 @@ cz_op_fn cz_ops_nn(cz_op_id op) {
     case OP_GLOBALAVERAGEPOOL: case OP_GLOBALMAXPOOL: return op_global_pool;
     case OP_BATCHNORM: return op_batchnorm;
     case OP_SOFTMAX: return op_softmax;
+    case OP_SOFTMAX_SA: return op_softmax_sa;
     case OP_LAYERNORM: return op_layernorm;
     default: return NULL;
     }

@@ -171,6 +171,36 @@ void cz_gather_strided(const uint8_t *x, uint8_t *y, int r, const int64_t *oshap
     }
 }
 
+/* Transpose of 4-byte elements where X's contiguous last axis becomes output axis a, not
+ * the last: per position of the other axes, a 2-D transpose (output axis a x the output's
+ * last axis) in 8 x 8 tiles, each reading 8 runs of 8 contiguous elements, instead of an
+ * element-by-element gather whose reads are all strided (MiniLM's key heads, (1, 128, 12,
+ * 32) -> (1, 12, 32, 128): 1.2 ns per element before, 61 us per layer). The same result as
+ * cz_gather_strided (a copy: the bits move unchanged). */
+static void transpose_tiled4(const uint32_t *x, uint32_t *y, int r, const int64_t *os,
+                             const int64_t *xs, int a) {
+    int64_t ost[CZ_MAX_NDIM], s = 1, idx[CZ_MAX_NDIM] = {0};
+    for (int d = r - 1; d >= 0; d--) { ost[d] = s; s *= os[d]; }
+    int64_t na = os[a], nl = os[r - 1], sl = xs[r - 1], oa = ost[a];
+    uint64_t outer = 1;
+    for (int d = 0; d < r - 1; d++) if (d != a) outer *= (uint64_t)os[d];
+    for (uint64_t o = 0; o < outer; o++) {
+        int64_t xo = 0, yo = 0;
+        for (int d = 0; d < r - 1; d++) { xo += idx[d] * xs[d]; yo += idx[d] * ost[d]; }
+        for (int64_t i0 = 0; i0 < na; i0 += 8)
+            for (int64_t j0 = 0; j0 < nl; j0 += 8) {
+                int64_t ie = i0 + 8 < na ? i0 + 8 : na, je = j0 + 8 < nl ? j0 + 8 : nl;
+                for (int64_t j = j0; j < je; j++)
+                    for (int64_t i = i0; i < ie; i++) y[yo + i * oa + j] = x[xo + i + j * sl];
+            }
+        for (int d = r - 2; d >= 0; d--) {   /* next position of the axes but a and r-1 */
+            if (d == a) continue;
+            if (++idx[d] < os[d]) break;
+            idx[d] = 0;
+        }
+    }
+}
+
 static cz_status op_transpose(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt **out) {
     cz_rt *X = in[0];
     const cz_attr *pa = &nd->attr[A_TRANSPOSE_PERM];
@@ -188,11 +218,18 @@ static cz_status op_transpose(cz_exec *ex, const cz_gnode *nd, cz_rt **in, cz_rt
         for (int i = 0; i < r; i++) perm[i] = r - 1 - i;
     }
     if (!X->data) return cz_ex_fail(ex, CZ_ERR_UNSUPPORTED, "input has no dense data");
-    int64_t os[CZ_MAX_NDIM], xst[CZ_MAX_NDIM], xs[CZ_MAX_NDIM], s = 1;
+    int64_t os[CZ_MAX_NDIM] = {0}, xst[CZ_MAX_NDIM], xs[CZ_MAX_NDIM], s = 1;
     for (int d = r - 1; d >= 0; d--) { xst[d] = s; s *= X->shape[d]; }
     for (int i = 0; i < r; i++) { os[i] = X->shape[perm[i]]; xs[i] = xst[perm[i]]; }
     cz_status st = cz_ex_alloc(ex, out[0], X->dtype, r, os);
     if (st) return st;
+    int a = -1;   /* the output axis that is X's last (contiguous) axis */
+    for (int i = 0; i < r; i++) if (perm[i] == r - 1) a = i;
+    if (cz_dtype_size(X->dtype) == 4 && r >= 2 && a >= 0 && a != r - 1 && os[a] >= 8 &&
+        os[r - 1] >= 8) {
+        transpose_tiled4(X->data, out[0]->data, r, os, xs, a);
+        return CZ_OK;
+    }
     cz_gather_strided(X->data, out[0]->data, r, os, xs, cz_dtype_size(X->dtype), X->n);
     return CZ_OK;
 }

@@ -20,8 +20,12 @@ void czv_binary(int op, const float *a, int64_t sa, const float *b, int64_t sb, 
 void czv_erf(const float *x, float *y, size_t n);
 /* Gelu (exact form): 0.5 x (1 + erf(x / sqrt 2)) */
 void czv_gelu_erf(const float *x, float *y, size_t n);
-/* softmax of one contiguous row (NaN anywhere -> NaN row, as the reference) */
+/* softmax of one contiguous row (NaN anywhere -> NaN row, as the reference); y may equal x */
 void czv_softmax_row(const float *x, float *y, size_t n);
+/* softmax of the row u = x * s + b (b: a row of n, or NULL), the product and the sum each
+ * rounded to f32 as separate Mul and Add ops would (the fused attention Mul-Add-Softmax);
+ * s = 1 and b = NULL: czv_softmax_row. y may equal x. */
+void czv_softmax_row_sb(const float *x, float *y, size_t n, float s, const float *b);
 /* y = (x - mean) / sqrt(var + eps) * scale + bias over one contiguous row of n; scale/bias
  * are f32 rows of n (bias may be NULL); statistics accumulated in double */
 void czv_layernorm_row(const float *x, float *y, size_t n, const float *scale,

@@ -81,14 +81,22 @@ VATTR static void VF(erf)(const float *restrict x, float *restrict y, size_t n) 
     }
 }
 
-VATTR static void VF(gelu_erf)(const float *restrict x, float *restrict y, size_t n) {
+/* 0.5 x (1 + erf(x / sqrt 2)) with the f32 erf: accurate but for x < -2.5 (gelu_tail) */
+VATTR static void VF(gelu_erf_main)(const float *restrict x,
+                                   float *restrict y, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i], e;
         ERF_BODY(v * 0.70710678118654752f, e);
         y[i] = 0.5f * v * (1.0f + e);
     }
-    /* far left tail: 1 + erf cancels, so the f32 erf's absolute error would exceed the
-     * elementwise tolerance there; recompute those (rare) elements in double */
+}
+
+/* far left tail: 1 + erf cancels, so the f32 erf's absolute error would exceed the
+ * elementwise tolerance there; recompute those elements in double. The portable version:
+ * x86 with AVX2 runs gelu_tail_avx2i (ops_vec.c) instead, a vectorised f32 erfc (a scalar
+ * test per element here cost as much as the whole Gelu on MiniLM, erfc calls more). */
+VATTR __attribute__((unused)) static void VF(gelu_tail)(const float *restrict x,
+                                                         float *restrict y, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (x[i] < -2.5f) y[i] = (float)(0.5 * x[i] * erfc(-(double)x[i] * 0.70710678118654752));
 }
@@ -97,8 +105,8 @@ VATTR static void VF(gelu_erf)(const float *restrict x, float *restrict y, size_
  * The polynomial is evaluated on x clamped to -87.3 (2^k stays a normal float); inputs below
  * that give exactly 0 (a select after the polynomial), so exp(-inf) of masked attention
  * scores is 0 as in the reference (whose f64 exp of x < -87.3 is < 1.2e-38 as f32 anyway). */
-VATTR static float VF(softmax_exp)(const float *restrict x, float *restrict y, size_t n,
-                                   float mx) {
+VATTR __attribute__((unused)) static float VF(softmax_exp)(const float *x, float *y,
+                                                          size_t n, float mx) {
     float acc[VLANES] = {0};
     size_t i = 0;
     for (; i + VLANES <= n; i += VLANES)
@@ -134,7 +142,8 @@ VATTR static float VF(softmax_exp)(const float *restrict x, float *restrict y, s
     return sum;
 }
 
-VATTR static void VF(softmax_row)(const float *restrict x, float *restrict y, size_t n) {
+/* (x may equal y: no restrict; x86 with AVX2 runs softmax_row_avx2i of ops_vec.c instead) */
+VATTR __attribute__((unused)) static void VF(softmax_row)(const float *x, float *y, size_t n) {
     float mxl[VLANES];
     int nanl[VLANES];
     for (int l = 0; l < VLANES; l++) { mxl[l] = -INFINITY; nanl[l] = 0; }

@@ -336,6 +336,67 @@ static void test_vec_loops(void) {
             }
             CHECK(!bad, "softmax_row %s n=%zu: %d wrong", levels[l].name, n, bad);
         }
+        /* fused scale + mask (czv_softmax_row_sb): the input rounded as Mul then Add would
+         * (u = fl(fl(x s) + b)), then vs double; in place the same bits; masks of -inf,
+         * -3.4e38 (HF's finfo.min) and -1e4; 16-lane part, 8-lane part and tails */
+        double worst = 0;
+        for (size_t n = 1; n <= 140; n += (n < 40 ? 3 : 31)) {
+            float x[160], b[160], y[160], z[160];
+            double e[160], s = 0, mx = -INFINITY;
+            const float sc = 0.17677669f;
+            for (size_t i = 0; i < n; i++) {
+                unsigned r = RND();
+                x[i] = (float)((int)(r % 4001) - 2000) / 40;
+                b[i] = r % 5 == 0 ? -INFINITY : r % 7 == 0 ? -3.4028235e38f
+                       : r % 11 == 0 ? -1e4f : 0.0f;
+            }
+            b[n - 1] = 0.0f;
+            for (size_t i = 0; i < n; i++) {
+                volatile float t = x[i] * sc;
+                float u = t + b[i];
+                e[i] = u;
+                mx = u > mx ? u : mx;
+            }
+            for (size_t i = 0; i < n; i++) s += (e[i] = exp(e[i] - mx));
+            czv_softmax_row_sb(x, y, n, sc, b);
+            memcpy(z, x, sizeof x);
+            czv_softmax_row_sb(z, z, n, sc, b);
+            int bad = 0;
+            for (size_t i = 0; i < n; i++) {
+                double want = e[i] / s;
+                if (b[i] == -INFINITY || b[i] < -1e30f ? y[i] != 0.0f
+                                                      : fabs(y[i] - want) > 1e-6 + 1e-5 * want)
+                    bad++;
+                if (want > 1e-30) worst = fmax(worst, fabs(y[i] - want) / want);
+                bad += !same_f(y[i], z[i]);
+            }
+            CHECK(!bad, "softmax_row_sb %s n=%zu: %d wrong", levels[l].name, n, bad);
+        }
+        /* relative error vs double: 1.1e-6 measured here; bound by the f32 rounding of
+         * u - max (|u - max| < 87.3: half an ulp is 3.8e-6 relative after exp), the rest
+         * (exp's polynomial, the sum, 1 / sum) a few e-7 */
+        CHECK(worst < 5e-6, "softmax_row_sb %s: relative error %.3g", levels[l].name, worst);
+        /* Gelu (exact form) vs double over [-14, 8]: the elementwise tolerance everywhere,
+         * and the far left tail (the f32 erfc of gelu_tail_avx2i, or the double erfc)
+         * relative 3e-5 where Gelu is above 1e-30 (measured 1.2e-5 at x = -14: the f32
+         * rounding of z = -x / sqrt 2 grows with z^2; |Gelu| < 0.016 there) */
+        {
+            enum { NG = 2203 };
+            float *gx = malloc(NG * 4), *gy = malloc(NG * 4);
+            for (int i = 0; i < NG; i++) gx[i] = -14.0f + 22.0f * (float)i / NG;
+            czv_gelu_erf(gx, gy, NG);
+            int bad = 0;
+            double tw = 0;
+            for (int i = 0; i < NG; i++) {
+                double v = gx[i], want = 0.5 * v * erfc(-v / sqrt(2.0));
+                if (fabs(gy[i] - want) > 1e-6 + 1e-5 * fabs(want)) bad++;
+                if (v < -2.5 && fabs(want) > 1e-30) tw = fmax(tw, fabs(gy[i] - want) / fabs(want));
+            }
+            CHECK(!bad && tw < 3e-5, "gelu_erf %s: %d wrong, tail relative error %.3g",
+                  levels[l].name, bad, tw);
+            free(gx);
+            free(gy);
+        }
     }
 #undef RND
     czk_set_feature_mask(-1);

@@ -16,7 +16,9 @@
  * layout only as the format layer builds it for 2-D weights) -- every mode
  * explicitly in test_forms / test_relidx_batches / test_conv, a random one elsewhere; the int8 accumulators are
  * checked at batch 1/3 (GEMV) and 5..64 (packed int16 GEMM) for every scale layout, with the
- * weights repacked per call and packed once at load (czk_affine_prepare); conv
+ * weights repacked per call and packed once at load (czk_affine_prepare); the float int8
+ * op at batch >= 4 quantizing straight into the GEMM tiles (no zero points) is checked bit
+ * for bit against the row-buffer path (test_int8_fused: all-zero zero points); conv
  * cases with per-row int8 weights run the per-pixel column quantization path, group-wise
  * ones the patches path; test_gemm_inplace drives the GEMM's unpacked k-major B path;
  * test_conv_paths covers each conv lowering (implicit-im2col GEMM, sparse panels, direct
@@ -591,6 +593,94 @@ static void test_int8_exact(void) {
     }
 }
 
+/* The float int8 op at batch >= 4 without zero points quantizes the activation rows straight
+ * into the GEMM's A tiles (op_avx2_fused); a form with an all-zero zero-point array runs the
+ * same arithmetic through the int8 / int16 row buffers (the unfused path). Their outputs
+ * must be identical bit for bit -- over column tails 1..15 of the 16-column quantization
+ * blocks, both register blocks (4 / 6 activation rows per tile, padded tiles), K segments and
+ * scale groups, weights packed at load or not, row sub-ranges, and rows with NaN / inf /
+ * huge values, all-zero rows and exact .5 ties (rows whose max is 127: scale 1). */
+static void test_int8_fused(void) {
+    static const int64_t NB[] = {4, 5, 6, 7, 8, 12, 13, 17, 32, 64};
+    char ctx[160];
+    {   /* no columns at batch >= 4: y = bias, accumulators 0 (the GEMM path divided by 0) */
+        cz_form *f = mk_affine(5, 0, 8, 1, 0, 0);
+        float x[1] = {0.f}, b[5] = {1.f, 2.f, 3.f, 4.f, 5.f}, y[8 * 5];
+        for (int i = 0; i < 40; i++) y[i] = -7.f;
+        cz_status st = czk_linear(f, 8, x, 0, b, y, 5, &g_ws);
+        cz_arena_free_all(&g_ws.arena);
+        int bad = st != CZ_OK;
+        for (int i = 0; i < 40; i++) bad |= y[i] != b[i % 5];
+        g_checks++;
+        if (bad) { fprintf(stderr, "FAIL %s [int8 cols 0]: y != bias\n", g_what); g_fail++; }
+        int8_t xq[1] = {0};
+        int32_t a[8 * 5];
+        for (int i = 0; i < 40; i++) a[i] = 99;
+        st = czk_affine_acc(f, 8, xq, 0, a, CZK_ISA_AVX2, &g_ws);
+        cz_arena_free_all(&g_ws.arena);
+        bad = st != CZ_OK;
+        for (int i = 0; i < 40; i++) bad |= a[i] != 0;
+        g_checks++;
+        if (bad) { fprintf(stderr, "FAIL %s [int8 acc cols 0]: not 0\n", g_what); g_fail++; }
+        free_form(f);
+    }
+    for (int it = 0; it < 120; it++) {
+        int64_t R = irand(1, 60), C = irand(1, 700), n = NB[irand(0, 9)];
+        if (it % 3 == 0) C = 16 * irand(1, 40) + irand(0, 15);
+        if (it % 7 == 1) R = irand(61, 420);   /* several GEMM blocks / panels */
+        int mode = irand(0, 2);
+        int64_t group = 2 * irand(1, 60);      /* even groups: the fused path */
+        g_affine_pack = it % 2;
+        cz_form *f = mk_affine(R, C, 8, mode, group, 0);
+        g_affine_pack = -1;
+        /* the same weights with an all-zero zero-point array (unfused path) */
+        cz_form *f0 = new_form(CZ_FORM_AFFINE, R, C);
+        f0->u.affine = f->u.affine;
+        int64_t ng = mode == 2 ? (C + group - 1) / group : 1;
+        int64_t S = mode == 2 ? R * ng : mode == 1 ? R : 1;
+        int32_t *z0 = xalloc((size_t)S * 4);
+        f0->u.affine.zp = z0;
+        float *x = frandv(n * C), *b = irand(0, 1) ? frandv(R) : NULL;
+        for (int64_t i = 0; i < n; i++) {
+            float *xr = x + i * C;
+            switch (irand(0, 7)) {
+            case 0: xr[irand(0, (int)C - 1)] = NAN; break;
+            case 1: xr[irand(0, (int)C - 1)] = INFINITY; break;
+            case 2: for (int64_t c = 0; c < C; c++) xr[c] = 0.f; break;
+            case 3: xr[irand(0, (int)C - 1)] = -3e38f; break;
+            case 4:   /* max 127 (scale 1): halves round to even */
+                for (int64_t c = 0; c < C; c++) xr[c] = (float)irand(-254, 254) * 0.5f;
+                xr[irand(0, (int)C - 1)] = irand(0, 1) ? 127.f : -127.f;
+                break;
+            case 5: xr[irand(0, (int)C - 1)] = NAN; xr[irand(0, (int)C - 1)] = 1e-30f; break;
+            default: break;
+            }
+        }
+        int64_t ra = R > 2 ? irand(0, (int)(R / 2)) : 0;
+        float *y1 = xalloc((size_t)(n * R) * 4), *y2 = xalloc((size_t)(n * R) * 4);
+        cz_status s1 = czk_linear(f, n, x, C, b, y1, R, &g_ws);
+        cz_arena_free_all(&g_ws.arena);
+        cz_status s2 = czk_linear(f0, n, x, C, b, y2, R, &g_ws);
+        cz_arena_free_all(&g_ws.arena);
+        /* a row sub-range, accumulating into the output (row layout, strided output) */
+        cz_status s3 = czk_op(f, ra, R, n, x, C, 1, b, y1, R, 1, 1, &g_ws);
+        cz_arena_free_all(&g_ws.arena);
+        cz_status s4 = czk_op(f0, ra, R, n, x, C, 1, b, y2, R, 1, 1, &g_ws);
+        cz_arena_free_all(&g_ws.arena);
+        g_checks++;
+        if (s1 || s2 || s3 || s4 || memcmp(y1, y2, (size_t)(n * R) * 4)) {
+            snprintf(ctx, sizeof ctx, "int8 fused R=%lld C=%lld n=%lld mode=%d group=%lld",
+                     (long long)R, (long long)C, (long long)n, mode, (long long)group);
+            fprintf(stderr, "FAIL %s [%s]: status %d/%d/%d/%d or outputs differ\n", g_what, ctx,
+                    s1, s2, s3, s4);
+            g_fail++;
+        }
+        free(x); free(b); free(y1); free(y2); free(z0);
+        free(f0);
+        free_form(f);
+    }
+}
+
 /* ---- conv tests ---------------------------------------------------------------------- */
 static void naive_conv(const float *W, const czk_conv_params *p, const float *x,
                        const float *bias, float *y) {
@@ -703,12 +793,14 @@ static void test_conv(void) {
  * several K blocks, padding, dilation, row strides, groups). int8 is checked BIT FOR BIT
  * against czk_set_conv_legacy(1) (the im2col-tile path): same per-pixel scales, same int32
  * sums, same epilogue -- also with NaN / inf / all-zero patches in the input. */
+static int64_t g_i8_dil = 1;   /* dilation of the int8 legacy cases (both axes) */
 static void conv_i8_legacy_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc,
                                 int64_t k, int64_t group, int64_t sh, int64_t pad, int mode,
                                 int zp, int special, const char *name) {
-    czk_conv_params p = {n, c, h, w, oc, k, k, group, sh, 1, 1, 1, pad, pad, pad, pad, 0, 0};
-    p.oh = (h + 2 * pad - k) / sh + 1;
-    p.ow = (w + 2 * pad - k) + 1;
+    int64_t dl = g_i8_dil;
+    czk_conv_params p = {n, c, h, w, oc, k, k, group, sh, 1, dl, dl, pad, pad, pad, pad, 0, 0};
+    p.oh = (h + 2 * pad - dl * (k - 1) - 1) / sh + 1;
+    p.ow = (w + 2 * pad - dl * (k - 1) - 1) + 1;
     int64_t K = c / group * k * k, nx = n * c * h * w, ny = n * oc * p.oh * p.ow;
     cz_form *f = mk_affine(oc, K, 8, mode, 0, zp);
     float *x = frandv(nx), *b = frandv(oc), *y1 = xalloc((size_t)ny * 4), *y2 = xalloc((size_t)ny * 4);
@@ -782,6 +874,12 @@ static void test_conv_paths(void) {
             conv_i8_legacy_case(2, 8, 9, 21, 5, 3, 1, 2, 1, mode, zp, 0, "stride_h 2");
             conv_i8_legacy_case(1, 8, 9, 10, 6, 3, 2, 1, 1, mode, zp, 0, "groups 2");
             conv_i8_legacy_case(1, 8, 3, 3, 4, 3, 1, 1, 1, mode, zp, 0, "3x3 out");
+            /* dilation 2 (the per-pixel max's window over the zero-padded channel max) */
+            g_i8_dil = 2;
+            conv_i8_legacy_case(1, 8, 11, 13, 5, 3, 1, 1, 2, mode, zp, 0, "dilation 2");
+            conv_i8_legacy_case(1, 6, 9, 23, 4, 3, 1, 2, 0, mode, zp, 9, "dilation 2 stride_h 2");
+            g_i8_dil = 1;
+            conv_i8_legacy_case(1, 5, 6, 37, 3, 5, 1, 1, 3, mode, zp, 1, "5x5 pad 3, 35 wide");
             for (int sp = 1; sp <= 15; sp++)
                 conv_i8_legacy_case(1, 8, 9, 10, 7, 3, 1, 1, 1, mode, zp, sp, "specials");
         }
@@ -812,6 +910,7 @@ int main(int argc, char **argv) {
             test_conv();
             test_conv_paths();
             test_int8_exact();
+            test_int8_fused();
             printf("%-20s checks=%d failures=%d\n", what, g_checks - c0, g_fail - f0);
             fflush(stdout);
             cz_arena_free_all(&g_ws.arena);

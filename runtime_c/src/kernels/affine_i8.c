@@ -25,9 +25,10 @@
  *   AVX2 (also AVX-512 CPUs without VNNI): exact, see the "AVX2 exact paths" section below:
  *     batch 1..3 GEMV with the sign trick vpmaddubsw(|w|, sign(xq, w)) (cannot saturate
  *     because activations are clamped to +-127); batch >= 4 a packed int16 GEMM
- *     (vpmaddwd, 6x16 / 4x24 register blocks, weights packed per call into L1/L2-sized
- *     panels, activations packed once per call); int8 convolutions quantize im2col columns
- *     per pixel straight into the GEMM's panels (czk_affine_conv_cols).
+ *     (vpmaddwd, 6x16 / 4x24 register blocks, weights packed at load or per call into
+ *     L1/L2-sized panels, activations quantized straight into the packed tiles once per
+ *     call); int8 convolutions quantize im2col columns per pixel straight into the GEMM's
+ *     panels (czk_affine_conv_cols / czk_affine_conv_packed).
  *     Why not vpmaddubsw on u8 = xq + 128 like ORT/MLAS: 255*127*2 > 32767 saturates (ORT's
  *     MatMulInteger u8s8 result on AVX2 is visibly off for full-range int8 weights).
  *   portable: plain C int32 loops (also the reference).
@@ -234,8 +235,11 @@ static int32_t *group_sums(const cz_form *w, int64_t n, const int8_t *xq, int64_
  *   |w| <= 128 and |sign(xq, w)| <= 127 (activations are clamped to +-127 by
  *   czk_quant_row, a PRECONDITION of every path), so a pair is <= 2*128*127 = 32512 < 32767:
  *   vpmaddubsw never saturates and the result is exact for every int8 weight incl. -128.
- * batch >= 4 -- a real GEMM on int16: activations are widened to int16 rows (pairs of
- *   consecutive k are one int32 broadcast), weights are packed PER CALL into int16 panels
+ * batch >= 4 -- a real GEMM on int16: activations are quantized to int16 (pairs of
+ *   consecutive k are one int32 broadcast) -- without zero points straight into the
+ *   micro-kernel's A tiles (quant_tile_a: no int8 / int16 row copies, no scalar pack) --,
+ *   weights are packed at load (czk_affine_prepare: int8 8-row sub-panels, widened per
+ *   panel and K segment by a plain vpmovsxbw copy) or else PER CALL into int16 panels
  *   of NR outputs x KC columns laid out [k/2][NR][2] (8x8 int32 transposes, ~0.4 op per
  *   weight, amortized over the batch), and an MR x NR register-blocked micro-kernel does
  *   vpmaddwd (int16 x int16 -> int32 pairs, exact) + vpaddd: 12 ymm accumulators
@@ -244,6 +248,11 @@ static int32_t *group_sums(const cz_form *w, int64_t n, const int8_t *xq, int64_
  *   segments (exact), groups are combined in float in group order as in the reference.
  * The same micro-kernel runs int8 convolutions (czk_affine_conv_cols) with roles swapped:
  *   A = weight rows (int16), B = im2col pixels quantized per pixel into the panels.
+ * Speed note (Zen 3, L1-resident micro-benchmark): the exact int16 kernel does ~75 MAC/ns,
+ *   an MLAS-style u8s8 vpmaddubsw + vpmaddwd(ones) kernel ~92 (it does 32 MACs per 3 vector
+ *   ops, we 16 per 2; both saturate the vector pipes), the sign-trick vpmaddubsw kernel
+ *   (vpsignb per register tile element) ~60: the exact paths stay ~1.2x behind ORT's
+ *   MatMulInteger in the inner loop, the rest of the call is packing / quantization.
  * ====================================================================================== */
 #if CZK_X86
 /* a: packed A tile [kp][MR] int32 (= int16 pairs), b: packed B panel [kp][NR][2] int16 */
@@ -391,10 +400,9 @@ CZK_T_AVX2 static void pack_w16(const int8_t *Q, int64_t ldq, int64_t nvalid, in
     }
 }
 
-/* Quantize one contiguous row like czk_quant_row (bit-identical), int8 and/or int16 out;
- * q16 is zero padded to pad16 elements. */
-CZK_T_AVX2 static float quant_row_avx2(const float *x, int64_t cols, int8_t *q8, int16_t *q16,
-                                       int64_t pad16) {
+/* max |x| over a contiguous row, NaN ignored (max_ps returns its second operand, the running
+ * max, when the element is NaN), as czk_quant_row */
+CZK_T_AVX2 static float row_amax_avx2(const float *x, int64_t cols) {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 am = _mm256_setzero_ps();
     int64_t c = 0;
@@ -403,6 +411,15 @@ CZK_T_AVX2 static float quant_row_avx2(const float *x, int64_t cols, int8_t *q8,
     _mm256_storeu_ps(t8, am);
     for (int i = 0; i < 8; i++) amax = t8[i] > amax ? t8[i] : amax;
     for (; c < cols; c++) { float a = x[c] < 0 ? -x[c] : x[c]; amax = a > amax ? a : amax; }
+    return amax;
+}
+
+/* Quantize one contiguous row like czk_quant_row (bit-identical), int8 and/or int16 out;
+ * q16 is zero padded to pad16 elements. */
+CZK_T_AVX2 static float quant_row_avx2(const float *x, int64_t cols, int8_t *q8, int16_t *q16,
+                                       int64_t pad16) {
+    float amax = row_amax_avx2(x, cols);
+    int64_t c;
     if (!(amax > 0.f) || amax > 3.0e38f) {
         if (q8) memset(q8, 0, (size_t)cols);
         if (q16) memset(q16, 0, (size_t)pad16 * 2);
@@ -436,6 +453,80 @@ CZK_T_AVX2 static float quant_row_avx2(const float *x, int64_t cols, int8_t *q8,
     }
     if (q16) for (c = cols; c < pad16; c++) q16[c] = 0;
     return amax / 127.f;
+}
+
+/* 16 elements of a row quantized like quant_row_avx2 (same multiply, NaN mask, conversion
+ * in the default rounding mode = half to even, clamp): 8 int16 pairs as int32, in order */
+CZK_T_AVX2 static inline __m256i quant16_pairs(const float *x, __m256 vi) {
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    __m256 t0 = _mm256_mul_ps(_mm256_loadu_ps(x), vi);
+    __m256 t1 = _mm256_mul_ps(_mm256_loadu_ps(x + 8), vi);
+    t0 = _mm256_and_ps(t0, _mm256_cmp_ps(t0, t0, _CMP_ORD_Q));
+    t1 = _mm256_and_ps(t1, _mm256_cmp_ps(t1, t1, _CMP_ORD_Q));
+    __m256i i0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t0), lo), hi);
+    __m256i i1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t1), lo), hi);
+    return _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
+}
+/* Quantize rows i0 .. i0+MR-1 of X (contiguous rows, stride xs_n; rows >= n are zero) with
+ * their inv = 127 / max|row| (0 for zero / NaN-only / inf rows: x * 0 is 0 or NaN -> 0, the
+ * zero row czk_quant_row gives) straight into the GEMM's A tile ap[kp*MR + m] = the int16
+ * pair (q[2kp], q[2kp+1]), kp < nkpf (zero past cols) -- bit-identical to quant_row_avx2 then
+ * pack_a16, without the int16 row buffer and the scalar pair-by-pair pack: 16 columns of
+ * the MR rows at a time, an MR x 8 transpose of int32 pairs. MR == 6 stores 8 int32 per kp
+ * (overlapping, in increasing order): the caller leaves 2 int32 of slack past the tiles. */
+CZK_T_AVX2 static inline __attribute__((always_inline)) void
+quant_tile_mr(const float *x, int64_t xs_n, int64_t n, int64_t i0, const int MR, int64_t cols,
+              const float *inv, int32_t *ap) {
+    int64_t nkpf = (cols + 1) / 2, c = 0;
+    const float *rp[6];
+    __m256 vi[6];
+    _Pragma("GCC unroll 6") for (int m = 0; m < MR; m++) {
+        /* rows past n: row 0 with a zero scale (quantizes to zeros: finite * 0 = 0, and
+         * NaN / inf * 0 = NaN -> 0) */
+        rp[m] = x + (i0 + m < n ? (i0 + m) * xs_n : 0);
+        vi[m] = _mm256_set1_ps(i0 + m < n ? inv[i0 + m] : 0.f);
+    }
+    int32_t tail[8 * 6 + 8];
+    for (; c < cols; c += 16) {
+        __m256i r[8];
+        int full = c + 16 <= cols;
+        if (full) {
+            _Pragma("GCC unroll 6") for (int m = 0; m < MR; m++)
+                r[m] = quant16_pairs(rp[m] + c, vi[m]);
+        } else {   /* the last 1..15 columns: masked loads read +0.0 past cols (-> 0) */
+            const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - c)), lane);
+            __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - c - 8)), lane);
+            for (int m = 0; m < MR; m++) {
+                float t16[16];
+                _mm256_storeu_ps(t16, _mm256_maskload_ps(rp[m] + c, m0));
+                _mm256_storeu_ps(t16 + 8, _mm256_maskload_ps(rp[m] + c + 8, m1));
+                r[m] = quant16_pairs(t16, vi[m]);
+            }
+        }
+        int32_t *d = full ? ap + (c / 2) * MR : tail;
+        if (MR == 4) {
+            __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+            __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+            __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+            __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+            _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(u0, u1, 0x20));
+            _mm256_storeu_si256((__m256i *)(d + 8), _mm256_permute2x128_si256(u2, u3, 0x20));
+            _mm256_storeu_si256((__m256i *)(d + 16), _mm256_permute2x128_si256(u0, u1, 0x31));
+            _mm256_storeu_si256((__m256i *)(d + 24), _mm256_permute2x128_si256(u2, u3, 0x31));
+        } else {
+            r[6] = r[7] = _mm256_setzero_si256();
+            tr8x8(r);
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                _mm256_storeu_si256((__m256i *)(d + q * MR), r[q]);
+        }
+        if (!full) memcpy(ap + (c / 2) * MR, tail, (size_t)((nkpf - c / 2) * MR) * 4);
+    }
+}
+CZK_T_AVX2 static void quant_tile_a(const float *x, int64_t xs_n, int64_t n, int64_t i0,
+                                    int MR, int64_t cols, const float *inv, int32_t *ap) {
+    if (MR == 4) quant_tile_mr(x, xs_n, n, i0, 4, cols, inv, ap);
+    else quant_tile_mr(x, xs_n, n, i0, 6, cols, inv, ap);
 }
 
 CZK_T_AVX2 static inline int32_t hsum8i(__m256i v) {
@@ -513,9 +604,30 @@ CZK_T_AVX2 static void gemv_rows_i8(const cz_form *w, int64_t ra, int64_t rb, in
 /* GEMM: X (n rows of int16, stride ldx, zero padded by >= 1 element past cols) against
  * weight rows [r0, r1). xs: per-(row, group) activation sums (zero points) or NULL. */
 static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t n,
-                              const int16_t *x16, int64_t ldx, const int32_t *xs,
-                              const float *sx, const float *bias, float *y, int64_t ys_n,
-                              int64_t ys_r, int acc, int32_t *acc_out, cz_ws *ws);
+                              const int16_t *x16, int64_t ldx, const int32_t *apf_in,
+                              const int32_t *xs, const float *sx, const float *bias, float *y,
+                              int64_t ys_n, int64_t ys_r, int acc, int32_t *acc_out,
+                              cz_ws *ws);
+
+/* the int8 8-row sub-panels b8[0 .. NV-1] ([kp][8][2] each) -> one int16 panel
+ * [kp][NV*8][2] (NV is 2 or 3: unrolled, one load-widen + store per 16 weights) */
+CZK_T_AVX2 static void widen_panel(const int8_t *const *b8, int NV, int64_t nkp, int16_t *d) {
+#define WV(j) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b8[j] + kp * 16)))
+    if (NV == 3)
+        for (int64_t kp = 0; kp < nkp; kp++) {
+            __m256i v0 = WV(0), v1 = WV(1), v2 = WV(2);
+            _mm256_store_si256((__m256i *)(d + kp * 48), v0);
+            _mm256_store_si256((__m256i *)(d + kp * 48 + 16), v1);
+            _mm256_store_si256((__m256i *)(d + kp * 48 + 32), v2);
+        }
+    else
+        for (int64_t kp = 0; kp < nkp; kp++) {
+            __m256i v0 = WV(0), v1 = WV(1);
+            _mm256_store_si256((__m256i *)(d + kp * 32), v0);
+            _mm256_store_si256((__m256i *)(d + kp * 32 + 16), v1);
+        }
+#undef WV
+}
 
 CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, int64_t nc,
                                      int64_t n, const int16_t *x16, int64_t ldx,
@@ -567,12 +679,7 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
                 }
                 /* reused by many calls: widen into the int16 panel once (a copy, no
                  * transpose: the sub-panels already hold the pairs in panel order) */
-                int16_t *d = bp + (int64_t)p * nkp * NR * 2;
-                for (int64_t kp = 0; kp < nkp; kp++)
-                    for (int j = 0; j < NR / 8; j++)
-                        _mm256_store_si256((__m256i *)(d + kp * NR * 2 + j * 16),
-                                           _mm256_cvtepi8_epi16(_mm_load_si128(
-                                               (const __m128i *)(b8[j] + kp * 16))));
+                widen_panel(b8, NR / 8, nkp, bp + (int64_t)p * nkp * NR * 2);
             }
             for (int64_t i0 = 0; i0 < n; i0 += MR)
                 u.uk(nkp, at + (i0 / MR) * ats, bp + (int64_t)p * nkp * NR * 2,
@@ -609,8 +716,9 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
                 const __m256i vxs = _mm256_set1_epi32(xsv);
                 int64_t j = 0;
                 for (; j + 8 <= nc; j += 8) {
-                    __m256i sv = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(ir + j)),
-                                                  _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(zv + j)), vxs));
+                    __m256i sv = _mm256_loadu_si256((const __m256i *)(ir + j));
+                    if (Z)
+                        sv = _mm256_sub_epi32(sv, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(zv + j)), vxs));
                     __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(sv), _mm256_loadu_ps(swv + j));
                     __m256 v = _mm256_add_ps(_mm256_mul_ps(t, vsx), _mm256_loadu_ps(bvv + j));
                     if (ys_r == 1) {
@@ -646,9 +754,10 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
 }
 
 static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t n,
-                              const int16_t *x16, int64_t ldx, const int32_t *xs,
-                              const float *sx, const float *bias, float *y, int64_t ys_n,
-                              int64_t ys_r, int acc, int32_t *acc_out, cz_ws *ws) {
+                              const int16_t *x16, int64_t ldx, const int32_t *apf_in,
+                              const int32_t *xs, const float *sx, const float *bias, float *y,
+                              int64_t ys_n, int64_t ys_r, int acc, int32_t *acc_out,
+                              cz_ws *ws) {
     int64_t R = r1 - r0, cols = w->cols;
     uk16_sel u = pick_uk16(n, R);
     int64_t NC = (int64_t)u.NR * 16;
@@ -666,18 +775,19 @@ static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t 
     /* A packed once for the whole K when every segment starts at an even column */
     int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
     int64_t nkpf = (cols + 1) / 2;
-    int32_t *apf = NULL;
+    const int32_t *apf = apf_in;   /* (op_avx2: quantized straight into the tiles) */
     /* K segment length: <= I8_KC, even split of a group (no tiny last segment), x16 */
     int64_t gc = G < cols ? G : cols, nseg = (gc + I8_KC - 1) / I8_KC;
     int64_t kce = ((gc + nseg - 1) / nseg + 15) / 16 * 16;
-    if (G % 2 == 0 || G >= cols) {
-        apf = czk_scratch(ws, (size_t)npad * nkpf * 4);
-        if (!apf) return CZ_ERR_MEMORY;
+    if (!apf && (G % 2 == 0 || G >= cols)) {
+        int32_t *af = czk_scratch(ws, (size_t)npad * nkpf * 4);
+        if (!af) return CZ_ERR_MEMORY;
         for (int64_t i0 = 0; i0 < n; i0 += u.MR) {
             const int16_t *a[8];
             for (int m = 0; m < u.MR; m++) a[m] = i0 + m < n ? x16 + (i0 + m) * ldx : NULL;
-            pack_a16(a, u.MR, nkpf, apf + i0 * nkpf);
+            pack_a16(a, u.MR, nkpf, af + i0 * nkpf);
         }
+        apf = af;
     }
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
     for (int64_t jb = 0; jb < nblk; jb++) {
@@ -711,7 +821,7 @@ static cz_status acc_avx2(const cz_form *w, int64_t n, const int8_t *xq, int64_t
     int64_t cols = w->cols, rows = w->rows, ng = ngroups_of(w);
     int32_t *xs = w->u.affine.zp ? group_sums(w, n, xq, ldq, ws) : NULL;
     if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
-    if (n < 4) {
+    if (n < 4 || cols <= 0) {   /* (no columns: the GEMM would divide by zero) */
         for (int64_t i = 0; i < n; i++)
             gemv_rows_i8(w, 0, rows, 0, xq + i * ldq, xs ? xs + i * ng : NULL, 0.f, NULL, NULL,
                          0, 0, acc + i * rows * ng);
@@ -724,14 +834,40 @@ static cz_status acc_avx2(const cz_form *w, int64_t n, const int8_t *xq, int64_t
         for (int64_t c = 0; c < cols; c++) x16[i * ldx + c] = xq[i * ldq + c];
         x16[i * ldx + cols] = x16[i * ldx + cols + 1] = 0;
     }
-    return gemm_rows_i8(w, 0, rows, n, x16, ldx, xs, NULL, NULL, NULL, 0, 0, 0, acc, ws);
+    return gemm_rows_i8(w, 0, rows, n, x16, ldx, NULL, xs, NULL, NULL, NULL, 0, 0, 0, acc, ws);
+}
+
+/* batch >= 4, no zero points, contiguous rows, A packed whole (K segments start at even
+ * columns): each row's scale from its max, then the rows quantized straight into the GEMM's
+ * A tiles (quant_tile_a) -- no int8 / int16 row copies. */
+static cz_status op_avx2_fused(CZK_OP_ARGS, cz_ws *ws) {
+    (void)xs_c;   /* 1 */
+    int64_t cols = w->cols, nkpf = (cols + 1) / 2;
+    uk16_sel u = pick_uk16(n, r1 - r0);
+    int64_t npad = (n + u.MR - 1) / u.MR * u.MR;
+    float *sx = czk_scratch(ws, (size_t)n * 2 * sizeof(float));
+    int32_t *apf = czk_scratch(ws, (size_t)npad * nkpf * 4 + 32);   /* +2 int32: MR 6 stores */
+    if (!sx || !apf) return CZ_ERR_MEMORY;
+    float *inv = sx + n;
+    for (int64_t i = 0; i < n; i++) {
+        float a = row_amax_avx2(x + i * xs_n, cols);
+        if (!(a > 0.f) || a > 3.0e38f) { sx[i] = 0.f; inv[i] = 0.f; }
+        else { sx[i] = a / 127.f; inv[i] = 127.f / a; }
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += u.MR)
+        quant_tile_a(x, xs_n, n, i0, u.MR, cols, inv, apf + i0 * nkpf);
+    return gemm_rows_i8(w, r0, r1, n, NULL, 0, apf, NULL, sx, bias, y, ys_n, ys_r, acc, NULL, ws);
 }
 
 /* The float op through the AVX2 paths. */
 static cz_status op_avx2(CZK_OP_ARGS, cz_ws *ws) {
     int64_t cols = w->cols, ng = ngroups_of(w);
+    int64_t Gw = w->u.affine.group;
+    if (n >= 4 && cols > 0 && xs_c == 1 && !w->u.affine.zp &&
+        (Gw <= 0 || Gw % 2 == 0 || Gw >= cols))
+        return op_avx2_fused(w, r0, r1, n, x, xs_n, xs_c, bias, y, ys_n, ys_r, acc, ws);
     int64_t ldq = cols + 32, ldx = cols + 2;
-    int small = n < 4;
+    int small = n < 4 || cols <= 0;   /* (no columns: the GEMV loop writes the bias) */
     int8_t *xq = czk_scratch(ws, (size_t)n * ldq);
     int16_t *x16 = small ? NULL : czk_scratch(ws, (size_t)n * ldx * 2);
     float *sx = czk_scratch(ws, (size_t)n * sizeof(float));
@@ -752,7 +888,8 @@ static cz_status op_avx2(CZK_OP_ARGS, cz_ws *ws) {
     int32_t *xs = w->u.affine.zp ? group_sums(w, n, xq, ldq, ws) : NULL;
     if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
     if (!small)
-        return gemm_rows_i8(w, r0, r1, n, x16, ldx, xs, sx, bias, y, ys_n, ys_r, acc, NULL, ws);
+        return gemm_rows_i8(w, r0, r1, n, x16, ldx, NULL, xs, sx, bias, y, ys_n, ys_r, acc, NULL,
+                            ws);
     int64_t nrb = (r1 - r0 + 3) / 4;
     int nt = czk_threads(ws, (double)(r1 - r0) * cols * (double)n);
     if (nt > nrb) nt = (int)nrb;
@@ -808,13 +945,21 @@ CZK_T_AVX2 static void pack_wtile6(const int8_t *Q, int64_t K, int64_t rb, int64
     const int8_t *rp[6];
     for (int m = 0; m < 6; m++) rp[m] = rb + m < r1 ? Q + (rb + m) * K : NULL;
     int64_t k = 0;
+    /* (fully unrolled, rows past r1 read row rb and are masked to zero: the 8 vectors stay
+     * in registers -- the rolled loop went through the stack, ~2x slower) */
+    int nrow = r1 - rb < 6 ? (int)(r1 - rb) : 6;
+    const int8_t *r0p = Q + rb * K;
     for (; k + 16 <= K; k += 16) {
         __m256i r[8];
-        for (int m = 0; m < 8; m++)
-            r[m] = m < 6 && rp[m] ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rp[m] + k)))
-                                  : _mm256_setzero_si256();
+        _Pragma("GCC unroll 6") for (int m = 0; m < 6; m++) {
+            const int8_t *src = r0p + (m < nrow ? m : 0) * K + k;
+            __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)src));
+            r[m] = m < nrow ? v : _mm256_setzero_si256();
+        }
+        r[6] = r[7] = _mm256_setzero_si256();
         tr8x8(r);
-        for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(dst + (k / 2 + q) * 6), r[q]);
+        _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+            _mm256_storeu_si256((__m256i *)(dst + (k / 2 + q) * 6), r[q]);
     }
     for (int64_t kp = k / 2; kp < nkp; kp++)
         for (int m = 0; m < 6; m++) {
@@ -876,11 +1021,11 @@ CZK_T_AVX2 static void quant_block_i8(const czk_i8conv *cv, const float *col, in
             xs0 = _mm256_add_epi32(xs0, _mm256_add_epi32(a0, b0));
             xs1 = _mm256_add_epi32(xs1, _mm256_add_epi32(a1, b1));
         }
-        __m256i m16 = _mm256_set1_epi32(0xFFFF);
+        /* pair (a, b) per pixel: a's low 16 bits (|a| <= 127), b shifted into the high half */
         _mm256_store_si256((__m256i *)(bp + kp * 32),
-                           _mm256_or_si256(_mm256_and_si256(a0, m16), _mm256_slli_epi32(b0, 16)));
+                           _mm256_blend_epi16(a0, _mm256_slli_epi32(b0, 16), 0xAA));
         _mm256_store_si256((__m256i *)(bp + kp * 32 + 16),
-                           _mm256_or_si256(_mm256_and_si256(a1, m16), _mm256_slli_epi32(b1, 16)));
+                           _mm256_blend_epi16(a1, _mm256_slli_epi32(b1, 16), 0xAA));
     }
 #undef QV
 #undef QP

@@ -380,24 +380,41 @@ DEF_SPK(4, 2, 1)
 typedef void (*spk_fn)(const cz_form *, int64_t, const int64_t *, int64_t, int64_t, int64_t,
                        const float *, float *, int64_t, int, const float *, int);
 
+/* the zero-padded copy of cm patch_amax_avx2 takes the window max over: rows / columns
+ * covering every window (padding contributes 0, as a skipped tap), + 8 columns of slack for
+ * the last 8-output vector of a row */
+static void amax_pad_dims(const czk_conv_params *p, int64_t *ph, int64_t *pw) {
+    int64_t rh = (p->oh - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+    int64_t rw = (p->ow - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
+    *ph = p->pad_t + p->h > rh ? p->pad_t + p->h : rh;
+    *pw = (p->pad_l + p->w > rw ? p->pad_l + p->w : rw) + 8;
+}
+
 /* Per output pixel, max |x| over its patch (NaN ignored; padding contributes 0): the same
  * value the int8 paths take as the pixel's activation scale. max over (channel, window)
  * = window max of the channel-wise max |x|, so one pass over the image (cm: h*w scratch)
  * and one over the output. */
 CZK_T_AVX2 static int patch_amax_avx2(const float *x, const czk_conv_params *p, int64_t cg,
-                                      float *cm, float *am) {
-    int64_t HW = p->h * p->w, i = 0;
+                                      float *cm, float *pc, float *am) {
+    int64_t HW = p->h * p->w, i = 0, HW8 = HW / 8 * 8;
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 nan = _mm256_setzero_ps();
-    for (; i + 8 <= HW; i += 8) {
-        __m256 m = _mm256_setzero_ps();
-        for (int64_t ci = 0; ci < cg; ci++) {   /* max(a, m): m when a is NaN */
-            __m256 v = _mm256_loadu_ps(x + ci * HW + i);
-            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-            m = _mm256_max_ps(_mm256_and_ps(v, absm), m);
+    /* channels outer over blocks of 2048 pixels (8 KB of cm, in L1): each channel plane is
+     * read as one sequential stream (channel-innermost reads cg strided streams at once);
+     * the max does not depend on the order */
+    for (int64_t b0 = 0; b0 < HW8; b0 += 2048) {
+        int64_t b1 = b0 + 2048 < HW8 ? b0 + 2048 : HW8;
+        for (int64_t ci = 0; ci < cg; ci++) {
+            const float *xc = x + ci * HW;
+            for (i = b0; i < b1; i += 8) {   /* max(a, m): m when a is NaN */
+                __m256 v = _mm256_loadu_ps(xc + i);
+                __m256 m = ci ? _mm256_loadu_ps(cm + i) : _mm256_setzero_ps();
+                nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                _mm256_storeu_ps(cm + i, _mm256_max_ps(_mm256_and_ps(v, absm), m));
+            }
         }
-        _mm256_storeu_ps(cm + i, m);
     }
+    i = HW8;
     int has_nan = _mm256_movemask_ps(nan) != 0;
     for (; i < HW; i++) {
         float m = 0.f;
@@ -409,20 +426,28 @@ CZK_T_AVX2 static int patch_amax_avx2(const float *x, const czk_conv_params *p, 
         }
         cm[i] = m;
     }
+    /* window max (stride_w 1, the int8 panel path's case): over a zero-padded copy of cm,
+     * 8 outputs of a row at a time (cm >= 0 and NaN-free, so max_ps = the scalar max) */
+    int64_t PH, PW;
+    amax_pad_dims(p, &PH, &PW);
+    memset(pc, 0, (size_t)(PH * PW) * sizeof(float));
+    for (int64_t iy = 0; iy < p->h; iy++)
+        memcpy(pc + (iy + p->pad_t) * PW + p->pad_l, cm + iy * p->w, (size_t)p->w * sizeof(float));
     for (int64_t oy = 0; oy < p->oh; oy++)
-        for (int64_t ox = 0; ox < p->ow; ox++) {
-            float m = 0.f;
+        for (int64_t ox = 0; ox < p->ow; ox += 8) {
+            __m256 m = _mm256_setzero_ps();
             for (int64_t ky = 0; ky < p->kh; ky++) {
-                int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
-                if (iy < 0 || iy >= p->h) continue;
-                for (int64_t kx = 0; kx < p->kw; kx++) {
-                    int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
-                    if (ix < 0 || ix >= p->w) continue;
-                    float v = cm[iy * p->w + ix];
-                    m = v > m ? v : m;
-                }
+                const float *r = pc + (oy * p->stride_h + ky * p->dil_h) * PW + ox;
+                for (int64_t kx = 0; kx < p->kw; kx++)
+                    m = _mm256_max_ps(m, _mm256_loadu_ps(r + kx * p->dil_w));
             }
-            am[oy * p->ow + ox] = m;
+            float *o = am + oy * p->ow + ox;
+            if (ox + 8 <= p->ow) _mm256_storeu_ps(o, m);
+            else {
+                float t[8];
+                _mm256_storeu_ps(t, m);
+                for (int64_t j = 0; j < p->ow - ox; j++) o[j] = t[j];
+            }
         }
     return !has_nan;
 }
@@ -927,15 +952,17 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
 #if CZK_X86
     /* int8 with stride_w 1 and >= 4 channels: the panels straight from the image */
     if (i8 && p->stride_w == 1 && cg >= 4 && !conv_legacy()) {
-        float *cm = czk_scratch(ws, (size_t)(HW + OHW + 16) * sizeof(float));
+        int64_t PH, PW;
+        amax_pad_dims(p, &PH, &PW);
+        float *cm = czk_scratch(ws, (size_t)(HW + OHW + PH * PW + 16) * sizeof(float));
         if (!cm) return CZ_ERR_MEMORY;
-        float *am = cm + HW;
+        float *am = cm + HW, *pc = am + OHW;
         cz_ws sub;
         czk_ws_child(&sub, ws);
         for (int64_t img = 0; img < p->n && st == CZ_OK; img++)
             for (int64_t g = 0; g < G && st == CZ_OK; g++) {
                 const float *xg = x + (img * p->c + g * cg) * HW;
-                int nan_free = patch_amax_avx2(xg, p, cg, cm, am);
+                int nan_free = patch_amax_avx2(xg, p, cg, cm, pc, am);
                 conv_pack_ctx pc = {xg, p, cg};
                 st = czk_affine_conv_packed(i8[g], conv_pack_panel_avx2, &pc, p->kh * p->kw, am,
                                             OHW, nan_free,
