@@ -605,6 +605,55 @@ def test_int8_linear_exact_batches(cb, tmp_path, batch):
     np.testing.assert_array_equal(got, ref)
 
 
+def _tie_rows(n_rows, cols, rng):
+    """Rows whose max |x| = amax makes 127/amax and 1/(amax/127) differ in float32, filled
+    with values that sit exactly on a .5 tie under 127/amax (C's scale) -- so an
+    implementation using the other formula rounds some of them differently."""
+    rows = []
+    while len(rows) < n_rows:
+        amax = F(rng.uniform(0.5, 4.0))
+        inv_c = F(127.0) / amax
+        inv_o = F(1.0) / (amax / F(127.0))
+        if inv_c == inv_o:
+            continue
+        vals = []
+        for m in rng.integers(-126, 126, 20 * cols):
+            t = F(m + 0.5)
+            xv = F(np.float64(t) / np.float64(inv_c))
+            if F(xv * inv_c) == t and F(xv * inv_o) != t and abs(xv) < amax:
+                vals.append(xv)
+            if len(vals) == cols - 1:
+                break
+        if len(vals) == cols - 1:
+            rows.append(np.array([amax] + vals, F))
+    return np.stack(rows)
+
+
+def test_int8_activation_quantization_bit_exact_with_numba(cb, tmp_path):
+    """Dynamic activation quantization is the same formula in C and Numba (inv = 127/amax in
+    float32, round half to even; NaN -> 0; an inf row -> zeros): an identity int8 weight with
+    scale 1 makes y = sx * xq exactly, on .5 ties where 1/(amax/127) would round otherwise."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    cols = 24
+    x = _tie_rows(12, cols, rng)
+    x = np.concatenate([x, x[:2].copy(), x[:1].copy()])
+    x[12, 5] = np.nan                       # NaN element: 0 (row max ignores it)
+    x[13, 7] = np.inf                       # inf row: all zeros
+    x[14, :] = np.nan                       # all-NaN row: all zeros
+    g = Graph([ValueInfo("x", "f32", ["N", cols])], [ValueInfo("y", "f32", ["N", cols])],
+              [OpNode("Linear", "fc", ["x", "w"], ["y"])])
+    p = tmp_path / "int8_ties.cz"
+    czmodel.write(p, {"w": E.affine(np.eye(cols, dtype=np.int64), np.ones(cols, F), bits=8,
+                                    axis=0)}, graph=g)
+    for rows in (x[:3], x):                 # batch 1..3 GEMV paths and the batch >= 4 GEMM
+        nb = load(p, backend="numba", threads=1).run({"x": rows})["y"]
+        with cb.CModel(p, threads=1) as m:
+            got = m.run({"x": rows})["y"]
+        np.testing.assert_array_equal(got, nb)
+    assert np.all(nb[13] == 0) and np.all(nb[14] == 0) and nb[12, 5] == 0
+
+
 def test_compressed_weights_stay_compressed(cb, tmp_path):
     p, feeds = lenet5(tmp_path)
     m = cb.CModel(p)

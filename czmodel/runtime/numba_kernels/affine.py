@@ -28,11 +28,17 @@ def quantize_rows(x, xq, sx, xsum, group):  # pragma: no cover - compiled
             a = abs(x[b, c])
             if a > amax:
                 amax = a
-        s = amax / np.float32(127.0) if amax > 0 else np.float32(1.0)
-        inv = np.float32(1.0) / s
+        # exactly as the C runtime (czk_quant_row): inv = 127 / amax in float32 (not
+        # 1 / (amax / 127), which can differ in the last bit and flip a .5 tie); a zero, NaN
+        # or inf row quantizes to zeros with scale 0; a NaN element quantizes to 0
+        ok = amax > 0 and amax <= np.float32(3.0e38)
+        s = amax / np.float32(127.0) if ok else np.float32(0.0)
+        inv = np.float32(127.0) / amax if ok else np.float32(0.0)
         for c in range(k):
             q = np.rint(x[b, c] * inv)
-            if q > 127.0:
+            if q != q:
+                q = np.float32(0.0)
+            elif q > 127.0:
                 q = np.float32(127.0)
             elif q < -127.0:
                 q = np.float32(-127.0)
@@ -158,10 +164,15 @@ def affine_accumulators(form, xq: np.ndarray) -> np.ndarray:
 
 def quantize_reference(x: np.ndarray, group: int, ngroups: int):
     x = x.astype(np.float32)
-    amax = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], np.float32)
-    s = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
-    inv = (np.float32(1.0) / s).astype(np.float32)
-    xq = np.clip(np.rint(x * inv[:, None]), -127, 127).astype(np.int8)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        amax = (np.nanmax(np.abs(x), axis=1, initial=0.0) if x.shape[1]
+                else np.zeros(x.shape[0], np.float32)).astype(np.float32)
+        ok = (amax > 0) & (amax <= np.float32(3.0e38))
+        s = np.where(ok, amax / np.float32(127.0), np.float32(0.0)).astype(np.float32)
+        inv = np.where(ok, np.float32(127.0) / np.where(ok, amax, np.float32(1.0)),
+                       np.float32(0.0)).astype(np.float32)
+        t = np.rint(x * inv[:, None])
+    xq = np.clip(np.nan_to_num(t, nan=0.0), -127, 127).astype(np.int8)
     pad = ngroups * group - x.shape[1]
     xs = np.pad(xq.astype(np.int32), ((0, 0), (0, pad))).reshape(x.shape[0], ngroups, group)
     return xq, s, xs.sum(axis=2).astype(np.int32)
