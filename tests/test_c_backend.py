@@ -24,25 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = os.path.join(ROOT, "runtime_c")
 
 
-@pytest.fixture(scope="session")
-def cb():
-    """The C backend module; builds the extension when missing or stale (fails, not skips,
-    when the build fails)."""
-    from czmodel.runtime import c_build
-    c_build.build()
-    from czmodel.runtime import c_backend
-    return c_backend
-
-
-@pytest.fixture(scope="session")
-def cz_run_bin():
-    r = subprocess.run(["make", "-C", RUNTIME, "build/cz_run"], capture_output=True, text=True)
-    assert r.returncode == 0, f"make -C runtime_c failed:\n{r.stdout}\n{r.stderr}"
-    path = os.path.join(RUNTIME, "build", "cz_run")
-    assert os.path.exists(path)
-    return path
-
-
 RNG = np.random.default_rng(7)
 F = np.float32
 

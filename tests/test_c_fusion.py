@@ -22,21 +22,6 @@ F = np.float32
 SQRT2 = np.array(np.sqrt(2.0), F)
 
 
-@pytest.fixture(scope="session")
-def cb():
-    from czmodel.runtime import c_build
-    c_build.build()
-    from czmodel.runtime import c_backend
-    return c_backend
-
-
-@pytest.fixture(scope="session")
-def cz_run_bin():
-    r = subprocess.run(["make", "-C", RUNTIME, "build/cz_run"], capture_output=True, text=True)
-    assert r.returncode == 0, f"make -C runtime_c failed:\n{r.stdout}\n{r.stderr}"
-    return os.path.join(RUNTIME, "build", "cz_run")
-
-
 def ops_run(cz_run_bin, tmp_path, p, feeds):
     """names of the op types the C runtime ran on p (from its CZ_PROFILE=1 report)"""
     args = [cz_run_bin, str(p), "-o", str(tmp_path / "out")]

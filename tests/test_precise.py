@@ -18,14 +18,6 @@ F = np.float32
 EPS = float(np.finfo(F).eps)
 
 
-@pytest.fixture(scope="module")
-def cb():
-    from czmodel.runtime import c_build
-    c_build.build()
-    from czmodel.runtime import c_backend
-    return c_backend
-
-
 def relidx_cb(w, density=0.3, bits=5):
     m = np.abs(w) >= np.quantile(np.abs(w), 1 - density)
     vals = w[m]

@@ -500,6 +500,18 @@ static void cnt_free(void *ctx, void *p) {
     if (p) { g_live--; free(p); }
 }
 
+/* open + touch + close one valid vector with the counting allocator: no leak */
+static void open_counted(const char *vec, const char *file, const cz_options *o,
+                         const char *what) {
+    char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/valid/%s", vec, file);
+    cz_model *m = NULL;
+    CHECK(cz_open_file(path, o, &m, err, sizeof err) == CZ_OK, "%s with allocator%s", path, what);
+    touch(m);
+    cz_close(m);
+    CHECK(g_live == 0, "%s: %ld allocations leaked%s", path, g_live, what);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s VECTORS_DIR EXPECTED_DIR [--fuzz N]\n", argv[0]);
@@ -536,28 +548,12 @@ int main(int argc, char **argv) {
     cz_allocator ca = {cnt_alloc, cnt_free, NULL};
     cz_options o = {0};
     o.allocator = &ca;
-    for (int i = 0; i < nvalid; i++) {
-        char path[1024], err[256];
-        snprintf(path, sizeof path, "%s/valid/%s", vec, valid_files[i]);
-        cz_model *m = NULL;
-        CHECK(cz_open_file(path, &o, &m, err, sizeof err) == CZ_OK, "%s with allocator", path);
-        touch(m);
-        cz_close(m);
-        CHECK(g_live == 0, "%s: %ld allocations leaked", path, g_live);
-    }
+    for (int i = 0; i < nvalid; i++) open_counted(vec, valid_files[i], &o, "");
     /* the codebook-grouped RELIDX layout forced on (built at open for 2-D codebook weights
      * instead of col16 + idx, whose buffer is then released): the valid files open and close
      * without leaks, and a share of the byte-flip fuzz runs through that build too */
     setenv("CZ_RELIDX_GROUP", "1", 1);
-    for (int i = 0; i < nvalid; i++) {
-        char path[1024], err[256];
-        snprintf(path, sizeof path, "%s/valid/%s", vec, valid_files[i]);
-        cz_model *m = NULL;
-        CHECK(cz_open_file(path, &o, &m, err, sizeof err) == CZ_OK, "%s grouped relidx", path);
-        touch(m);
-        cz_close(m);
-        CHECK(g_live == 0, "%s: %ld allocations leaked (grouped relidx)", path, g_live);
-    }
+    for (int i = 0; i < nvalid; i++) open_counted(vec, valid_files[i], &o, " (grouped relidx)");
     if (nflips > 0)
         for (int i = 0; i < nvalid; i++) fuzz_one(vec, valid_files[i], nflips / 4 + 1);
     unsetenv("CZ_RELIDX_GROUP");
