@@ -67,9 +67,10 @@ typedef struct {
     uint64_t max_tensor_bytes;     /* cap on any one decoded tensor or stream; 0: 8 GiB */
     int threads;                   /* threads used by cz_run; <= 0: 1 */
     int precise;                   /* nonzero: every float product (Gemm/MatMul/Conv/
-                                    * ConvTranspose, any weight form) runs the reference
-                                    * kernels, which accumulate in double and round once.
-                                    * Several times slower; for checking a conversion
+                                    * ConvTranspose, any weight form) accumulates in double
+                                    * and rounds once, bit-identical to the reference
+                                    * kernels (dense convs: a blocked double kernel).
+                                    * ~3x slower or more; for checking a conversion
                                     * against another runtime on ill-conditioned models,
                                     * where float32 summation order alone moves outputs.
                                     * Integer paths give the same bits either way. */

@@ -753,6 +753,19 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
     } else {
         close_arrays(y, yn, ysz, 1e-4, 1e-5, ctx);
     }
+    /* precise mode (cz_options.precise): the blocked double kernel for DENSE, the reference
+     * for the rest -- BIT-IDENTICAL to czk_conv2d_ref either way */
+    {
+        float *yp = xalloc((size_t)ysz * 4), *yq = xalloc((size_t)ysz * 4);
+        czk_conv2d_ref(f, &p, x, b, yq);
+        cz_status s2 = czk_conv2d_precise(f, &p, x, b, yp, &g_ws);
+        g_checks++;
+        if (s2 != CZ_OK || memcmp(yp, yq, (size_t)ysz * 4) != 0) {
+            fprintf(stderr, "FAIL %s [%s]: precise conv differs from the reference\n", g_what, ctx);
+            g_fail++;
+        }
+        free(yp); free(yq);
+    }
     cz_arena_free_all(&g_ws.arena);
     free(x); free(b); free(y); free(yn); free(yr); free(W);
     free_form(f);

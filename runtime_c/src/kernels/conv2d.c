@@ -905,7 +905,7 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
     cz_status st = check(w, p);
     if (st != CZ_OK) return st;
     if (!ws || (p->n > 0 && (!x || !y))) return CZ_ERR_PARAM;
-    if (ws->precise) return czk_conv2d_ref(w, p, x, bias, y);   /* double accumulation */
+    if (ws->precise) return czk_conv2d_precise(w, p, x, bias, y, ws);   /* double accumulation */
     if (w->kind == CZ_FORM_TUCKER2) return conv_tucker2(w, p, x, bias, y, ws, 0);
     int64_t G = p->group, cg = p->c / G, ocg = p->oc / G;
     int64_t HW = p->h * p->w, OHW = p->oh * p->ow, K = w->cols;

@@ -144,6 +144,9 @@ void czk_set_conv_legacy(int on);
 /* conv pieces */
 cz_status czk_conv2d_ref(const cz_form *w, const czk_conv_params *p, const float *x,
                          const float *bias, float *y);
+/* cz_options.precise: dense convs in double, bit-identical to czk_conv2d_ref (precise.c) */
+cz_status czk_conv2d_precise(const cz_form *w, const czk_conv_params *p, const float *x,
+                             const float *bias, float *y, cz_ws *ws);
 
 /* Selected ISA (highest available after the mask). */
 static inline int czk_isa(void) {
