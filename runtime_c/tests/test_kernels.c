@@ -790,6 +790,15 @@ static void test_conv(void) {
     conv_case(1, 8, 11, 19, 8, 3, 3, 8, 2, 2, 1, 1, 1, 0, 2, 1, 0, "depthwise stride2 asym");
     conv_case(1, 4, 16, 37, 4, 3, 5, 4, 1, 1, 2, 2, 2, 3, 1, 0, 0, "depthwise dil2 3x5");
     conv_case(1, 16, 20, 20, 16, 5, 5, 16, 1, 1, 1, 1, 2, 2, 2, 2, 0, "depthwise 5x5");
+    /* 3x3 plane copy + row pairs: odd output heights (a last single row), input narrower
+     * than a vector (scalar copy), width tails, a left pad wider than a vector, asymmetric
+     * pads; DENSE and AFFINE (dequantized into the workspace) */
+    for (int kind = 0; kind <= 3; kind += 3) {
+        conv_case(1, 6, 7, 5, 6, 3, 3, 6, 1, 1, 1, 1, 3, 3, 3, 3, kind, "depthwise 3x3 w5 pad3");
+        conv_case(2, 5, 10, 21, 5, 3, 3, 5, 1, 1, 1, 1, 1, 0, 2, 1, kind, "depthwise 3x3 asym");
+        conv_case(1, 3, 9, 12, 3, 3, 3, 3, 1, 1, 1, 1, 0, 10, 1, 9, kind, "depthwise 3x3 pad_l 10");
+        conv_case(1, 4, 1, 30, 4, 3, 3, 4, 1, 1, 1, 1, 1, 1, 1, 1, kind, "depthwise 3x3 1 row");
+    }
     for (int i = 0; i < 6; i++) {
         conv_case(1, 6, 10, 12, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 7, "tucker2 3x3");
         conv_case(2, 5, 9, 8, 4, 3, 2, 1, 2, 1, 1, 2, 0, 1, 2, 0, 7, "tucker2 strided dil");
@@ -869,6 +878,10 @@ static void test_conv_paths(void) {
         conv_case(1, 25, 8, 9, 7, 5, 5, 1, 1, 1, 1, 1, 2, 2, 2, 2, kind, "K 625 5x5");
         conv_case(1, 8, 9, 10, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, kind, "groups 2 x 4ch");
         conv_case(1, 4, 20, 40, 5, 9, 9, 1, 1, 1, 1, 1, 4, 4, 4, 4, kind, "9x9 (pack table full)");
+        /* RELIDX 64-pixel panels (kh*kw <= 32, >= 64 pixels): 3 K blocks, runs of 21 across
+         * panel boundaries, a 59-pixel tail panel; 7x7 (49 taps) keeps 32-pixel panels */
+        conv_case(1, 12, 15, 21, 9, 5, 5, 1, 1, 1, 1, 1, 2, 2, 2, 2, kind, "5x5 315 px, K 300");
+        conv_case(1, 5, 12, 14, 4, 7, 7, 1, 1, 1, 1, 1, 3, 3, 3, 3, kind, "7x7 168 px");
         /* 1x1 (pointwise) through the implicit GEMM */
         conv_case(1, 16, 7, 9, 10, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, kind, "1x1");
         /* direct small-channel conv: 1-3 channels per group, stride 1 */

@@ -18,7 +18,7 @@
  *     output channel accumulating its nonzero taps (conv_direct). im2col would give K =
  *     kh*kw*c/group, too short to amortize GEMM tiles.
  *   - AVX2, stride_w 1, >= 4 channels per group ("implicit im2col"): no im2col matrix at
- *     all. Panels of 16 (or 32) output pixels are packed straight from the image, k block
+ *     all. Panels of 16 (32, 64 for RELIDX) output pixels are packed straight from the image, k block
  *     by k block, into an L1-sized buffer (conv_pack_panel_avx2: a per-panel program of
  *     masked loads, replayed for every input channel) and consumed at once by:
  *       DENSE  -> czk_gemm_f32_implicit (6x16 FMA micro-kernel, bias fused in the store);
@@ -321,10 +321,11 @@ CZK_T_AVX2 static void conv_pack_panel_avx2(const void *vctx, void *st, int64_t 
 
 /* ---- RELIDX over packed panels (AVX2) --------------------------------------------------
  * The sparse rows of the weight (u16 column cache) against the same implicit-im2col panels
- * as the dense GEMM (16 pixels, K blocks of whole channels): per row, every stored value
- * adds value * panel row col[v] into 2 ymm accumulators; four values in flight (8
- * accumulators) hide the FMA latency. Per value: its column, its index / value, two panel
- * loads, two FMAs -- a 65%-pruned LeNet-5 conv2 runs ~2x faster than the dense GEMM. */
+ * as the dense GEMM (16, 32 or 64 pixels, K blocks of whole channels): per row, every
+ * stored value adds value * panel row col[v] into NV = 2 / 4 / 8 ymm accumulators; 4 / 2 /
+ * 1 values in flight (8 accumulators) hide the FMA latency. Per value: its column, its
+ * index / value, NV panel loads, NV FMAs -- a 65%-pruned LeNet-5 conv2 runs ~2x faster
+ * than the dense GEMM. */
 #if CZK_X86
 /* NV vectors per panel row (NR = 8 NV); UNR values in flight (NV * UNR accumulators) */
 #define DEF_SPK(NV, UNR, CB)                                                                  \
@@ -338,28 +339,28 @@ CZK_T_AVX2 static void conv_pack_panel_avx2(const void *vctx, void *st, int64_t 
         const float *pb = pan - k0 * (8 * NV);                                                \
         for (int64_t r = 0; r < M; r++) {                                                     \
             __m256 a[UNR][NV];                                                                \
-            _Pragma("GCC unroll 4") for (int u = 0; u < UNR; u++)                             \
-                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) a[u][j] = _mm256_setzero_ps(); \
+            _Pragma("GCC unroll 8") for (int u = 0; u < UNR; u++)                             \
+                _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) a[u][j] = _mm256_setzero_ps(); \
             int64_t v = bnd[r * nb1 + b], e = bnd[r * nb1 + b + 1];                           \
             for (; v + UNR <= e; v += UNR) {                                                  \
-                _Pragma("GCC unroll 4") for (int u = 0; u < UNR; u++) {                       \
+                _Pragma("GCC unroll 8") for (int u = 0; u < UNR; u++) {                       \
                     __m256 wv = _mm256_broadcast_ss(CB ? &lut[idx[v + u]] : &vals[v + u]);    \
                     const float *q = pb + (int64_t)col[v + u] * (8 * NV);                     \
-                    _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                      \
+                    _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++)                      \
                         a[u][j] = _mm256_fmadd_ps(wv, _mm256_load_ps(q + 8 * j), a[u][j]);    \
                 }                                                                             \
             }                                                                                 \
             for (; v < e; v++) {                                                              \
                 __m256 wv = _mm256_broadcast_ss(CB ? &lut[idx[v]] : &vals[v]);                \
                 const float *q = pb + (int64_t)col[v] * (8 * NV);                             \
-                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                          \
+                _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++)                          \
                     a[0][j] = _mm256_fmadd_ps(wv, _mm256_load_ps(q + 8 * j), a[0][j]);        \
             }                                                                                 \
             float *o = y + r * ys_r;                                                          \
             float t[8 * NV];                                                                  \
-            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                            \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NV; j++) {                            \
                 __m256 sv = a[0][j];                                                          \
-                _Pragma("GCC unroll 4") for (int u = 1; u < UNR; u++)                         \
+                _Pragma("GCC unroll 8") for (int u = 1; u < UNR; u++)                         \
                     sv = _mm256_add_ps(sv, a[u][j]);                                          \
                 if (bias) sv = _mm256_add_ps(sv, _mm256_set1_ps(bias[r]));                    \
                 if (nr == 8 * NV) {                                                           \
@@ -377,6 +378,8 @@ DEF_SPK(2, 4, 0)
 DEF_SPK(2, 4, 1)
 DEF_SPK(4, 2, 0)
 DEF_SPK(4, 2, 1)
+DEF_SPK(8, 1, 0)
+DEF_SPK(8, 1, 1)
 typedef void (*spk_fn)(const cz_form *, int64_t, const int64_t *, int64_t, int64_t, int64_t,
                        const float *, float *, int64_t, int, const float *, int);
 
@@ -462,27 +465,59 @@ static int64_t col_lower(const uint16_t *col, int64_t v0, int64_t v1, int64_t c)
     return v0;
 }
 
+/* one pixel panel of conv_relidx_panels: packed k block by k block, each block consumed
+ * at once by the sparse panel kernel */
+typedef struct {
+    const cz_form *w;
+    const conv_pack_ctx *pc;
+    spk_fn kern;
+    const int64_t *bnd;
+    float *buf;
+    float *yg;
+    const float *bg;
+    size_t pstride;
+    int64_t ocg, nb1, nkb, kcb, K, OHW;
+    int NR;
+} relidx_panel_job;
+
+static void relidx_panel(const relidx_panel_job *jb, int64_t jp, int tid) {
+    float *pan = jb->buf + (size_t)tid * jb->pstride;
+    int64_t j0 = jp * jb->NR, K = jb->K;
+    int nr = jb->OHW - j0 < jb->NR ? (int)(jb->OHW - j0) : jb->NR;
+    for (int64_t b = 0; b < jb->nkb; b++) {
+        int64_t k0 = b * jb->kcb, kc = K - k0 < jb->kcb ? K - k0 : jb->kcb;
+        conv_pack_panel_avx2(jb->pc, pan + jb->pstride - CZK_PACK_STATE / sizeof(float), j0, nr,
+                             k0, kc, jb->NR, pan);
+        jb->kern(jb->w, jb->ocg, jb->bnd, jb->nb1, b, k0, pan, jb->yg + j0, jb->OHW, nr,
+                 b == jb->nkb - 1 ? jb->bg : NULL, b > 0);
+    }
+}
+
 static cz_status conv_relidx_panels(const cz_form *w, const czk_conv_params *p, const float *x,
                                     const float *bias, float *y, cz_ws *ws) {
     int64_t G = p->group, cg = p->c / G, ocg = p->oc / G, K = w->cols;
     int64_t HW = p->h * p->w, OHW = p->oh * p->ow, KHW = p->kh * p->kw;
-    /* 32-pixel panels: 4 FMAs per value for its column / index / LUT loads (~20% faster
-     * than 16-pixel ones on Zen 3, whose loop is load bound); 16 for smaller images */
-    const int NR = OHW >= 32 ? 32 : 16;
+    const int64_t *vp = w->u.relidx.val_ptr;
+    double nnz = (double)(vp[p->oc] - vp[0]);
+    int nt = czk_threads(ws, nnz * (double)OHW * (double)p->n);
+    /* 64-pixel panels (8 FMAs per value for its column / index / LUT loads: LeNet-5's
+     * conv2 ~10%, 3x3 56x56 / 28x28 layers 8-19% faster than 32-pixel ones on Zen 3, whose
+     * loop is load bound) when every thread still gets a panel and the pack program fits
+     * (kh*kw <= 32: 5x5 and smaller); else 32 (~20% faster than 16), 16 for small images */
+    const int NR = KHW <= 32 && OHW >= 64 * (int64_t)nt ? 64 : OHW >= 32 ? 32 : 16;
     int cb = w->u.relidx.vkind == CZ_VALS_CODEBOOK;
-    spk_fn kern = NR == 32 ? (cb ? spk_4_1 : spk_4_0) : (cb ? spk_2_1 : spk_2_0);
+    spk_fn kern = NR == 64 ? (cb ? spk_8_1 : spk_8_0)
+                  : NR == 32 ? (cb ? spk_4_1 : spk_4_0) : (cb ? spk_2_1 : spk_2_0);
     /* K blocks of whole channels, balanced: <= 16 KB of panel (half of L1: the values,
-     * columns and indices stream past it) */
-    int64_t kmax = 4096 / NR, kcb = K;
+     * columns and indices stream past it); 25 KB for 64-pixel panels (measured: 16 KB ones
+     * cost more in k blocks -- output reloads, bounds -- than they gain) */
+    int64_t kmax = (NR == 64 ? 6400 : 4096) / NR, kcb = K;
     if (K > kmax) {
         int64_t per = kmax / KHW > 0 ? kmax / KHW : 1, nkb = (cg + per - 1) / per;
         kcb = (cg + nkb - 1) / nkb * KHW;
     }
     int64_t nkb = (K + kcb - 1) / kcb, nb1 = nkb + 1;
     int64_t npan = (OHW + NR - 1) / NR;
-    const int64_t *vp = w->u.relidx.val_ptr;
-    double nnz = (double)(vp[p->oc] - vp[0]);
-    int nt = czk_threads(ws, nnz * (double)OHW * (double)p->n);
     if (nt > npan) nt = (int)npan;
     size_t pstride = ((size_t)kcb * NR + NR + 15) / 16 * 16 + CZK_PACK_STATE / sizeof(float);
     float *buf = czk_scratch(ws, (size_t)nt * pstride * sizeof(float));
@@ -501,22 +536,21 @@ static cz_status conv_relidx_panels(const cz_form *w, const czk_conv_params *p, 
             conv_pack_ctx pc = {x + (img * p->c + g * cg) * HW, p, cg};
             float *yg = y + (img * p->oc + r0) * OHW;
             const float *bg = bias ? bias + r0 : NULL;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-            for (int64_t jp = 0; jp < npan; jp++) {
-                int tid = 0;
+            relidx_panel_job jb = {w, &pc, kern, bnd, buf, yg, bg, pstride, ocg, nb1, nkb, kcb,
+                                   K, OHW, NR};
+            /* one thread: a plain loop (an OpenMP region costs ~0.5-1 us even with its
+             * if clause false; LeNet-5's conv2 is ~30 us) */
+            if (nt > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+                for (int64_t jp = 0; jp < npan; jp++) {
+                    int tid = 0;
 #ifdef _OPENMP
-                tid = omp_get_thread_num();
+                    tid = omp_get_thread_num();
 #endif
-                float *pan = buf + (size_t)tid * pstride;
-                int64_t j0 = jp * NR;
-                int nr = OHW - j0 < NR ? (int)(OHW - j0) : NR;
-                for (int64_t b = 0; b < nkb; b++) {
-                    int64_t k0 = b * kcb, kc = K - k0 < kcb ? K - k0 : kcb;
-                    conv_pack_panel_avx2(&pc, pan + pstride - CZK_PACK_STATE / sizeof(float), j0,
-                                         nr, k0, kc, NR, pan);
-                    kern(w, ocg, bnd, nb1, b, k0, pan, yg + j0, OHW, nr,
-                         b == nkb - 1 ? bg : NULL, b > 0);
+                    relidx_panel(&jb, jp, tid);
                 }
+            } else {
+                for (int64_t jp = 0; jp < npan; jp++) relidx_panel(&jb, jp, 0);
             }
         }
     }
@@ -703,49 +737,85 @@ static inline float dw_pixel(const float *x, const float *wk, float b, const czk
     return s;
 }
 
+/* one output vector of the 3x3 kernel from input rows A, C, D (the taps w0..w8 and the
+ * bias vb in scope): three independent chains (one per kernel row), then summed */
+#define DW3_OUT(SFX, A, C, D, OX)                                                             \
+    ({                                                                                        \
+        dv_##SFX e0 = vb, e1 = w3 * *(const dv_##SFX *)((C) + (OX)),                          \
+                 e2 = w6 * *(const dv_##SFX *)((D) + (OX));                                   \
+        e0 += w0 * *(const dv_##SFX *)((A) + (OX));                                           \
+        e1 += w4 * *(const dv_##SFX *)((C) + (OX) + 1);                                       \
+        e2 += w7 * *(const dv_##SFX *)((D) + (OX) + 1);                                       \
+        e0 += w1 * *(const dv_##SFX *)((A) + (OX) + 1);                                       \
+        e1 += w5 * *(const dv_##SFX *)((C) + (OX) + 2);                                       \
+        e2 += w8 * *(const dv_##SFX *)((D) + (OX) + 2);                                       \
+        e0 += w2 * *(const dv_##SFX *)((A) + (OX) + 2);                                       \
+        e0 + (e1 + e2);                                                                       \
+    })
+
 #define DEF_DW_ISA(SFX, ATTR, VW)                                                             \
     typedef float dv_##SFX __attribute__((vector_size(VW * 4), aligned(4)));                  \
-    /* 3x3, stride 1, dilation 1: the plane is copied once into a zero-padded buffer (pb:  \
-     * h rows of Wp = pad_l + w + pad_r + VW floats, then one zero row), so every output    \
-     * vector -- borders included -- is 9 unaligned loads + 9 FMAs from registers. */       \
+    /* 3x3, stride 1, dilation 1: the plane is copied once into a zero-padded buffer (pb:     \
+     * h rows of Wp = pad_l + w + pad_r + VW floats, then one zero row), so every output      \
+     * vector -- borders included -- is 9 unaligned loads + 9 FMAs from registers. The copy is \
+     * vector loads / stores (memcpy + memset calls per row were ~1/3 of a 56x56 plane's      \
+     * time); output rows go in pairs, which share two of their three input rows (12 loads for \
+     * 18 FMAs instead of 18). Per output the sum order is unchanged (DW3_OUT). */             \
     ATTR static void dw3_plane_##SFX(const float *x, const float *wk, float b,                \
                                      const czk_conv_params *p, float *y, float *pb) {         \
-        int64_t W = p->w, OW = p->ow, H = p->h, Wp = p->pad_l + W + p->pad_r + VW;           \
+        int64_t W = p->w, OW = p->ow, H = p->h, Wp = p->pad_l + W + p->pad_r + VW;            \
         float *zr = pb + H * Wp;                                                              \
-        for (int64_t iy = 0; iy < H; iy++) {                                                  \
-            float *d = pb + iy * Wp;                                                          \
-            for (int64_t i = 0; i < p->pad_l; i++) d[i] = 0.f;                                \
-            memcpy(d + p->pad_l, x + iy * W, (size_t)W * sizeof(float));                      \
-            for (int64_t i = p->pad_l + W; i < Wp; i++) d[i] = 0.f;                           \
-        }                                                                                     \
-        for (int64_t i = 0; i < Wp; i++) zr[i] = 0.f;                                         \
         const dv_##SFX z = (dv_##SFX){0};                                                     \
+        for (int64_t iy = 0; iy <= H; iy++) {                                                 \
+            float *d = pb + iy * Wp;                                                          \
+            if (iy == H) { /* the zero row */                                                 \
+                for (int64_t i = 0; i + VW <= Wp; i += VW) *(dv_##SFX *)(d + i) = z;          \
+                *(dv_##SFX *)(d + Wp - VW) = z;                                               \
+                break;                                                                        \
+            }                                                                                 \
+            /* left pad (may spill into the data part: written first), data, right pad        \
+             * [pad_l + w, Wp) (Wp - pad_l - w = pad_r + VW >= VW) */                         \
+            for (int64_t i = 0; i < p->pad_l; i += VW) *(dv_##SFX *)(d + i) = z;              \
+            const float *s = x + iy * W;                                                      \
+            float *dd = d + p->pad_l;                                                         \
+            int64_t i = 0;                                                                    \
+            for (; i + VW <= W; i += VW) *(dv_##SFX *)(dd + i) = *(const dv_##SFX *)(s + i);  \
+            if (i < W) {                                                                      \
+                if (W >= VW) *(dv_##SFX *)(dd + W - VW) = *(const dv_##SFX *)(s + W - VW);    \
+                else for (; i < W; i++) dd[i] = s[i];                                         \
+            }                                                                                 \
+            for (int64_t j = p->pad_l + W; j + VW <= Wp; j += VW) *(dv_##SFX *)(d + j) = z;   \
+            *(dv_##SFX *)(d + Wp - VW) = z;                                                   \
+        }                                                                                     \
         dv_##SFX w0 = z + wk[0], w1 = z + wk[1], w2 = z + wk[2], w3 = z + wk[3],              \
                  w4 = z + wk[4], w5 = z + wk[5], w6 = z + wk[6], w7 = z + wk[7],              \
                  w8 = z + wk[8], vb = z + b;                                                  \
-        for (int64_t oy = 0; oy < p->oh; oy++) {                                              \
+        for (int64_t oy = 0; oy < p->oh; oy += 2) {                                           \
             float *yr = y + oy * OW;                                                          \
-            const float *rr[3];                                                               \
-            for (int ky = 0; ky < 3; ky++) {                                                  \
+            const float *rr[4];                                                               \
+            for (int ky = 0; ky < 4; ky++) {                                                  \
                 int64_t iy = oy - p->pad_t + ky;                                              \
                 rr[ky] = iy < 0 || iy >= H ? zr : pb + iy * Wp;                               \
             }                                                                                 \
-            const float *a = rr[0], *c = rr[1], *d = rr[2];                                   \
-            for (int64_t ox = 0;;) {                                                          \
-                if (ox + VW > OW) ox = OW - VW; /* last vector overlaps (idempotent) */       \
-                /* three independent chains (one per kernel row), then summed */             \
-                dv_##SFX e0 = vb, e1 = w3 * *(const dv_##SFX *)(c + ox),                      \
-                         e2 = w6 * *(const dv_##SFX *)(d + ox);                               \
-                e0 += w0 * *(const dv_##SFX *)(a + ox);                                       \
-                e1 += w4 * *(const dv_##SFX *)(c + ox + 1);                                   \
-                e2 += w7 * *(const dv_##SFX *)(d + ox + 1);                                   \
-                e0 += w1 * *(const dv_##SFX *)(a + ox + 1);                                   \
-                e1 += w5 * *(const dv_##SFX *)(c + ox + 2);                                   \
-                e2 += w8 * *(const dv_##SFX *)(d + ox + 2);                                   \
-                e0 += w2 * *(const dv_##SFX *)(a + ox + 2);                                   \
-                *(dv_##SFX *)(yr + ox) = e0 + (e1 + e2);                                      \
-                ox += VW;                                                                     \
-                if (ox >= OW) break;                                                          \
+            const float *a = rr[0], *c = rr[1], *d = rr[2], *e = rr[3];                       \
+            if (oy + 1 < p->oh) {                                                             \
+                float *yr1 = yr + OW;                                                         \
+                for (int64_t ox = 0;;) {                                                      \
+                    if (ox + VW > OW) ox = OW - VW; /* last vector overlaps (idempotent) */   \
+                    /* both before either store: the shared row loads are CSE'd */            \
+                    dv_##SFX t0 = DW3_OUT(SFX, a, c, d, ox), t1 = DW3_OUT(SFX, c, d, e, ox);  \
+                    *(dv_##SFX *)(yr + ox) = t0;                                              \
+                    *(dv_##SFX *)(yr1 + ox) = t1;                                             \
+                    ox += VW;                                                                 \
+                    if (ox >= OW) break;                                                      \
+                }                                                                             \
+            } else {                                                                          \
+                for (int64_t ox = 0;;) {                                                      \
+                    if (ox + VW > OW) ox = OW - VW;                                           \
+                    *(dv_##SFX *)(yr + ox) = DW3_OUT(SFX, a, c, d, ox);                       \
+                    ox += VW;                                                                 \
+                    if (ox >= OW) break;                                                      \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
@@ -805,11 +875,9 @@ DEF_DW_ISA(avx512, CZK_T_AVX512, 16)
 
 /* AFFINE depthwise runs weight-only: w = (q - zp) * scale, float activations (dynamic
  * activation quantization buys nothing for kh*kw MACs per output; it is also more
- * accurate). czk_conv2d_ref does the same (see dequant_dw). */
-static float *dequant_dw(const cz_form *w) {
+ * accurate). czk_conv2d_ref does the same (see dequant_dw). d: rows * cols floats. */
+static void dequant_dw(const cz_form *w, float *d) {
     int64_t R = w->rows, C = w->cols;
-    float *d = malloc((size_t)(R * C > 0 ? R * C : 1) * sizeof(float));
-    if (!d) return NULL;
     int64_t G = w->u.affine.group, ng = G > 0 ? (C + G - 1) / G : 1;
     for (int64_t r = 0; r < R; r++)
         for (int64_t c = 0; c < C; c++) {
@@ -817,46 +885,57 @@ static float *dequant_dw(const cz_form *w) {
             int32_t z = w->u.affine.zp ? w->u.affine.zp[j] : 0;
             d[r * C + c] = (float)(w->u.affine.q[r * C + c] - z) * w->u.affine.scale[j];
         }
-    return d;
+}
+
+/* one (image, channel) plane of conv_depthwise */
+static void dw_one(const float *W, const czk_conv_params *p, const float *x, const float *bias,
+                   float *y, float *zrow, int64_t t, int isa) {
+    int64_t C = p->c, HW = p->h * p->w, OHW = p->oh * p->ow, KK = p->kh * p->kw;
+    int64_t ch = t % C;
+    const float *xp = x + t * HW;
+    float *yp = y + t * OHW;
+    const float *wk = W + ch * KK;
+    float b = bias ? bias[ch] : 0.f;
+#if CZK_X86
+    if (isa == CZK_ISA_AVX512) dw_plane_avx512(xp, wk, b, p, yp, zrow);
+    else if (isa == CZK_ISA_AVX2) dw_plane_avx2(xp, wk, b, p, yp, zrow);
+    else
+#endif
+        dw_plane_port(xp, wk, b, p, yp, zrow);
+    (void)isa;
 }
 
 static cz_status conv_depthwise(const cz_form *w, const czk_conv_params *p, const float *x,
                                 const float *bias, float *y, cz_ws *ws) {
-    int64_t C = p->c, HW = p->h * p->w, OHW = p->oh * p->ow, KK = p->kh * p->kw;
+    int64_t C = p->c, OHW = p->oh * p->ow, KK = p->kh * p->kw;
     int isa = czk_isa();
-    float *deq = NULL;
     const float *W = w->kind == CZ_FORM_DENSE ? w->u.dense.w : NULL;
-    if (!W) {
-        deq = dequant_dw(w);
+    if (!W) {   /* workspace, not malloc: this runs on every call */
+        float *deq = czk_scratch(ws, (size_t)(w->rows * w->cols > 0 ? w->rows * w->cols : 1) *
+                                         sizeof(float));
         if (!deq) return CZ_ERR_MEMORY;
+        dequant_dw(w, deq);
         W = deq;
     }
     int nt = czk_threads(ws, (double)p->n * C * OHW * KK);
     /* per-thread zero-padded plane for the 3x3 path: (h + 1) x (pad_l + w + pad_r + 16) */
     size_t pbn = (size_t)(p->h + 1) * (size_t)(p->pad_l + p->w + p->pad_r + 16);
-    float *pbuf = malloc((size_t)nt * pbn * sizeof(float));
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t t = 0; t < p->n * C; t++) {
-        int tid = 0;
+    int dw3 = p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+              p->dil_h == 1 && p->dil_w == 1;
+    float *pbuf = dw3 ? czk_scratch(ws, (size_t)nt * pbn * sizeof(float)) : NULL;
+    if (dw3 && !pbuf) return CZ_ERR_MEMORY;
+    if (nt > 1) {   /* one thread: no OpenMP region (~0.5-1 us even with if() false) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t t = 0; t < p->n * C; t++) {
+            int tid = 0;
 #ifdef _OPENMP
-        tid = omp_get_thread_num();
+            tid = omp_get_thread_num();
 #endif
-        float *zrow = pbuf ? pbuf + (size_t)tid * pbn : NULL;
-        int64_t ch = t % C;
-        const float *xp = x + t * HW;
-        float *yp = y + t * OHW;
-        const float *wk = W + ch * KK;
-        float b = bias ? bias[ch] : 0.f;
-#if CZK_X86
-        if (isa == CZK_ISA_AVX512) dw_plane_avx512(xp, wk, b, p, yp, zrow);
-        else if (isa == CZK_ISA_AVX2) dw_plane_avx2(xp, wk, b, p, yp, zrow);
-        else
-#endif
-            dw_plane_port(xp, wk, b, p, yp, zrow);
+            dw_one(W, p, x, bias, y, pbuf ? pbuf + (size_t)tid * pbn : NULL, t, isa);
+        }
+    } else {
+        for (int64_t t = 0; t < p->n * C; t++) dw_one(W, p, x, bias, y, pbuf, t, isa);
     }
-    (void)isa;
-    free(deq);
-    free(pbuf);
     return CZ_OK;
 }
 
@@ -1027,8 +1106,9 @@ cz_status czk_conv2d_ref(const cz_form *w, const czk_conv_params *p, const float
     cz_form dq;
     float *deq = NULL;
     if (G == p->c && G == p->oc && w->kind == CZ_FORM_AFFINE) {   /* weight-only depthwise */
-        deq = dequant_dw(w);
+        deq = malloc((size_t)(w->rows * w->cols > 0 ? w->rows * w->cols : 1) * sizeof(float));
         if (!deq) return CZ_ERR_MEMORY;
+        dequant_dw(w, deq);
         dq = *w;
         dq.kind = CZ_FORM_DENSE;
         dq.u.dense.w = deq;
