@@ -64,9 +64,12 @@ void *czk_scratch(cz_ws *ws, size_t bytes) {
 
 int czk_threads(const cz_ws *ws, double work) {
     int t = ws ? ws->threads : 1;
-    if (t <= 1 || work < 2e5) return 1;
-    /* at least ~100k MACs per thread */
-    double maxt = work / 1e5;
+    /* at least ~1M MACs per thread: waking a sleeping OpenMP worker (OMP_WAIT_POLICY
+     * passive, or a core busy with another runtime's spinning threads) costs tens of us and
+     * at times milliseconds -- LeNet-5's conv2 (1.1M MACs, ~30 us) took 8 ms per call at 2
+     * threads next to ONNX Runtime sessions in one process */
+    if (t <= 1 || work < 2e6) return 1;
+    double maxt = work / 1e6;
     if ((double)t > maxt) t = (int)maxt;
     return t < 1 ? 1 : t;
 }
