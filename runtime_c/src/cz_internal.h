@@ -142,10 +142,11 @@ struct cz_form {
      * RELIDX kernel runs from (val_ptr, col16, values) when it is set and from the gaps
      * otherwise; at least one of the two is present. */
     const uint16_t *relidx_col16;
-    /* AFFINE: the int8 weights packed once at load into the int8 GEMM's 8-row sub-panels
-     * (czk_affine_prepare; for weights that Linear / Gemm nodes multiply, on CPUs that run
-     * the AVX2 exact int8 path). Batch >= 4 products then skip the per-call repacking.
-     * ~1 byte per weight, counted in resident_bytes. */
+    /* AFFINE: the int8 weights packed once at load into 8-row sub-panels of 4-column quads
+     * for the int8 GEMM's quad kernel (czk_affine_prepare; for weights that Linear / Gemm
+     * nodes multiply, on CPUs that run the AVX2 exact int8 path). Batch >= 4 products then
+     * run the quad kernel (affine_i8.c) without per-call packing. ~1 byte per weight,
+     * counted in resident_bytes. */
     const int8_t *affine_p8;
     /* RELIDX, codebook values: the codebook-GROUPED layout (relidx.c, czk_relidx_group_*),
      * built at load for 2-D weights whose rows hold enough values per LUT entry. Within row r
@@ -227,7 +228,8 @@ void czk_relidx_group_build(cz_form *f, const uint16_t *col, void *block);
 /* Optional load-time packing of an AFFINE form for the int8 GEMM (batch >= 4): builds
  * f->affine_p8 with memory from `a`, adds its size to f->resident_bytes, *owned receives the
  * allocation (NULL if nothing was built). No-op (CZ_OK) for other kinds, CPUs that do not
- * run the AVX2 exact int8 path (no AVX2, or AVX-512 VNNI), odd group sizes, or an already
+ * run the AVX2 exact int8 path (no AVX2, or AVX-512 VNNI), group sizes not a multiple of 4
+ * (smaller than cols), or an already
  * packed form. Same threading rule as czk_relidx_prepare. CZ_ERR_MEMORY on failure. */
 cz_status czk_affine_prepare(cz_form *f, const cz_allocator *a, void **owned);
 

@@ -24,10 +24,10 @@
  *     developed on has none, so this path is compile-checked only.
  *   AVX2 (also AVX-512 CPUs without VNNI): exact, see the "AVX2 exact paths" section below:
  *     batch 1..3 GEMV with the sign trick vpmaddubsw(|w|, sign(xq, w)) (cannot saturate
- *     because activations are clamped to +-127); batch >= 4 a packed int16 GEMM
- *     (vpmaddwd, 6x16 / 4x24 register blocks, weights packed at load or per call into
- *     L1/L2-sized panels, activations quantized straight into the packed tiles once per
- *     call); int8 convolutions quantize im2col columns per pixel straight into the GEMM's
+ *     because activations are clamped to +-127); batch >= 4 a GEMM on weights packed at
+ *     load (int8 quads, the same sign trick, 4x16 register blocks) or else an int16 GEMM
+ *     on weights packed per call (vpmaddwd, 6x16 / 4x24 blocks), activations quantized
+ *     straight into the packed tiles once per call; int8 convolutions quantize im2col columns per pixel straight into the GEMM's
  *     panels (czk_affine_conv_cols / czk_affine_conv_packed).
  *     Why not vpmaddubsw on u8 = xq + 128 like ORT/MLAS: 255*127*2 > 32767 saturates (ORT's
  *     MatMulInteger u8s8 result on AVX2 is visibly off for full-range int8 weights).
@@ -238,8 +238,8 @@ static int32_t *group_sums(const cz_form *w, int64_t n, const int8_t *xq, int64_
  * batch >= 4 -- a real GEMM on int16: activations are quantized to int16 (pairs of
  *   consecutive k are one int32 broadcast) -- without zero points straight into the
  *   micro-kernel's A tiles (quant_tile_a: no int8 / int16 row copies, no scalar pack) --,
- *   weights are packed at load (czk_affine_prepare: int8 8-row sub-panels, widened per
- *   panel and K segment by a plain vpmovsxbw copy) or else PER CALL into int16 panels
+ *   weights are packed at load (czk_affine_prepare: int8 8-row sub-panels of quads, run by
+ *   the quad kernel ukq_4x2 below, with A tiles of int8 quads) or else PER CALL into int16 panels
  *   of NR outputs x KC columns laid out [k/2][NR][2] (8x8 int32 transposes, ~0.4 op per
  *   weight, amortized over the batch), and an MR x NR register-blocked micro-kernel does
  *   vpmaddwd (int16 x int16 -> int32 pairs, exact) + vpaddd: 12 ymm accumulators
@@ -290,29 +290,42 @@ DEF_UK16(6, 2)
 DEF_UK16(4, 3)
 DEF_UK16S(uk16_4of6x2, 4, 2, 6)   /* conv: last weight tile with <= 4 rows */
 
-/* The same micro-kernel on weights packed once at load (czk_affine_prepare): B vector j
- * comes from its own 8-row sub-panel b[j] ([kp][8][2] int8, 16 bytes per kp), widened to
- * int16 by vpmovsxbw on the load -- identical int16 values, so identical int32 sums. */
-typedef void (*uk8_fn)(int64_t nkp, const int32_t *a, const int8_t *const *b, int32_t *c,
+/* Weights packed once at load (czk_affine_prepare) run a faster exact kernel on int8 QUADS:
+ * B vector j is 32 bytes of its 8-row sub-panel b[j] ([kq][8][4]: 8 weight rows x 4
+ * consecutive k), the A tile holds 4 quantized activations per int32 ([kq][MR]), and per
+ * (row m, vector j) the sign trick of the GEMV:
+ *     vpmaddubsw(|w| as u8, sign(a, w) as s8) -> s16 pairs, vpmaddwd(ones) -> int32 sums of 4.
+ * |w| <= 128 and |a| <= 127 keep a pair <= 32512 < 32767: no saturation, the int32 sums are
+ * the exact sums the int16 kernel above computes (so results are bit-identical). Why: on
+ * Zen 3 vpmaddwd issues ~1 per cycle, and the int16 kernel needs 2 of them per 32 MACs, the
+ * quad kernel 1 (vpmaddubsw runs on another pipe) -- L1-resident micro-benchmark ~46-50 MAC/ns
+ * (int16, 4x3 / 6x2) against ~68-73 (quads, |w| by vpabsb per kq shared by the MR rows);
+ * MLAS's saturating u8 x s8 kernel (3 ops per 32 MACs, inexact on full-range weights) ~93. */
+typedef void (*ukq_fn)(int64_t nkq, const int32_t *a, const int8_t *const *b, int32_t *c,
                        int64_t ldc, int load);
-#define DEF_UK8(MR, NV)                                                                       \
-    CZK_T_AVX2 static void uk8_##MR##x##NV(int64_t nkp, const int32_t *a,                     \
+#define DEF_UKQ(MR, NV)                                                                       \
+    CZK_T_AVX2 static void ukq_##MR##x##NV(int64_t nkq, const int32_t *a,                     \
                                            const int8_t *const *b, int32_t *c, int64_t ldc,   \
                                            int load) {                                        \
         __m256i acc[MR][NV];                                                                  \
+        const __m256i ones = _mm256_set1_epi16(1);                                            \
         const int8_t *bb[NV];                                                                 \
         _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) bb[j] = b[j];                    \
         _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
             _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
                 acc[m][j] = _mm256_setzero_si256();                                           \
-        for (int64_t kp = 0; kp < nkp; kp++) {                                                \
-            __m256i bv[NV];                                                                   \
-            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                              \
-                bv[j] = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(bb[j] + kp * 16))); \
+        for (int64_t kq = 0; kq < nkq; kq++) {                                                \
+            __m256i wv[NV], wa[NV];                                                           \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                            \
+                wv[j] = _mm256_load_si256((const __m256i *)(bb[j] + kq * 32));                \
+                wa[j] = _mm256_abs_epi8(wv[j]);                                               \
+            }                                                                                 \
             _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++) {                            \
-                __m256i av = _mm256_set1_epi32(a[kp * MR + m]);                               \
-                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                          \
-                    acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(av, bv[j]));    \
+                __m256i av = _mm256_set1_epi32(a[kq * MR + m]);                               \
+                _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                        \
+                    __m256i p = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(av, wv[j]));     \
+                    acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(p, ones));      \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
         _Pragma("GCC unroll 8") for (int m = 0; m < MR; m++)                                  \
@@ -323,17 +336,21 @@ typedef void (*uk8_fn)(int64_t nkp, const int32_t *a, const int8_t *const *b, in
                 _mm256_storeu_si256(p, v);                                                    \
             }                                                                                 \
     }
-DEF_UK8(6, 2)
-DEF_UK8(4, 3)
+DEF_UKQ(4, 2)
 
-typedef struct { int MR, NR; uk16_fn uk; uk8_fn uk8; } uk16_sel;
+typedef struct { int MR, NR; uk16_fn uk; ukq_fn ukq; } uk16_sel;
 /* M rows of A (broadcast side) x N columns of B (panel side): least padded work */
-static uk16_sel pick_uk16(int64_t M, int64_t N) {
+static uk16_sel pick_uk16(int64_t M, int64_t N, int quad) {
+    uk16_sel s;
+    if (quad) {   /* 4 x 16 only: 8 accumulators + 2 weight vectors + their |w| + broadcast +
+                   * ones fit the 16 ymm registers (4 x 24 spilled its accumulators: slower) */
+        s.MR = 4; s.NR = 16; s.uk = uk16_4x3; s.ukq = ukq_4x2;
+        return s;
+    }
     double c62 = (double)((M + 5) / 6 * 6) * (double)((N + 15) / 16 * 16);
     double c43 = (double)((M + 3) / 4 * 4) * (double)((N + 23) / 24 * 24);
-    uk16_sel s;
-    if (c43 < c62) { s.MR = 4; s.NR = 24; s.uk = uk16_4x3; s.uk8 = uk8_4x3; }
-    else { s.MR = 6; s.NR = 16; s.uk = uk16_6x2; s.uk8 = uk8_6x2; }
+    if (c43 < c62) { s.MR = 4; s.NR = 24; s.uk = uk16_4x3; s.ukq = NULL; }
+    else { s.MR = 6; s.NR = 16; s.uk = uk16_6x2; s.ukq = NULL; }
     return s;
 }
 
@@ -529,6 +546,36 @@ CZK_T_AVX2 static void quant_tile_a(const float *x, int64_t xs_n, int64_t n, int
     else quant_tile_mr(x, xs_n, n, i0, 6, cols, inv, ap);
 }
 
+/* The same quantization into the quad kernel's A tile: ap[kq*MR + m] = the int8 quad
+ * (q[4kq] .. q[4kq+3]) of row i0+m, kq < ceil(cols / 4), zero past cols and for rows >= n
+ * (zero scale) -- the same values quant_row_avx2 gives, 16 columns of a row at a time. */
+CZK_T_AVX2 static void quant_tile_q(const float *x, int64_t xs_n, int64_t n, int64_t i0,
+                                    int MR, int64_t cols, const float *inv, int32_t *ap) {
+    int64_t nkq = (cols + 3) / 4;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int m = 0; m < MR; m++) {
+        const float *rp = x + (i0 + m < n ? (i0 + m) * xs_n : 0);
+        __m256 vi = _mm256_set1_ps(i0 + m < n ? inv[i0 + m] : 0.f);
+        for (int64_t c = 0; c < cols; c += 16) {
+            __m256i r;
+            if (c + 16 <= cols) {
+                r = quant16_pairs(rp + c, vi);
+            } else {   /* the last 1..15 columns: masked loads read +0.0 past cols (-> 0) */
+                float t16[16];
+                __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - c)), lane);
+                __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - c - 8)), lane);
+                _mm256_storeu_ps(t16, _mm256_maskload_ps(rp + c, m0));
+                _mm256_storeu_ps(t16 + 8, _mm256_maskload_ps(rp + c + 8, m1));
+                r = quant16_pairs(t16, vi);
+            }
+            int32_t q[4];
+            _mm_storeu_si128((__m128i *)q, _mm_packs_epi16(_mm256_castsi256_si128(r),
+                                                           _mm256_extracti128_si256(r, 1)));
+            for (int t = 0; t < 4 && c / 4 + t < nkq; t++) ap[(c / 4 + t) * MR + m] = q[t];
+        }
+    }
+}
+
 CZK_T_AVX2 static inline int32_t hsum8i(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -607,27 +654,7 @@ static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t 
                               const int16_t *x16, int64_t ldx, const int32_t *apf_in,
                               const int32_t *xs, const float *sx, const float *bias, float *y,
                               int64_t ys_n, int64_t ys_r, int acc, int32_t *acc_out,
-                              cz_ws *ws);
-
-/* the int8 8-row sub-panels b8[0 .. NV-1] ([kp][8][2] each) -> one int16 panel
- * [kp][NV*8][2] (NV is 2 or 3: unrolled, one load-widen + store per 16 weights) */
-CZK_T_AVX2 static void widen_panel(const int8_t *const *b8, int NV, int64_t nkp, int16_t *d) {
-#define WV(j) _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b8[j] + kp * 16)))
-    if (NV == 3)
-        for (int64_t kp = 0; kp < nkp; kp++) {
-            __m256i v0 = WV(0), v1 = WV(1), v2 = WV(2);
-            _mm256_store_si256((__m256i *)(d + kp * 48), v0);
-            _mm256_store_si256((__m256i *)(d + kp * 48 + 16), v1);
-            _mm256_store_si256((__m256i *)(d + kp * 48 + 32), v2);
-        }
-    else
-        for (int64_t kp = 0; kp < nkp; kp++) {
-            __m256i v0 = WV(0), v1 = WV(1);
-            _mm256_store_si256((__m256i *)(d + kp * 32), v0);
-            _mm256_store_si256((__m256i *)(d + kp * 32 + 16), v1);
-        }
-#undef WV
-}
+                              int quad, cz_ws *ws);
 
 CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, int64_t nc,
                                      int64_t n, const int16_t *x16, int64_t ldx,
@@ -635,7 +662,7 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
                                      const float *bias, float *y, int64_t ys_n, int64_t ys_r,
                                      int acc, int32_t *acc_out, uk16_sel u, int16_t *bp,
                                      int32_t *ib, float *fb, int32_t *ap,
-                                     const int32_t *apf, int64_t nkpf, int64_t kce) {
+                                     const int32_t *apf, int64_t nkpf, int64_t kce, int quad) {
     int64_t cols = w->cols, ng = ngroups_of(w), rows = w->rows;
     int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
     const int8_t *Q = w->u.affine.q;
@@ -650,40 +677,38 @@ CZK_T_AVX2 static void gemm_block_i8(const cz_form *w, int64_t r0, int64_t jb0, 
         int64_t k1 = k0 + kce < ge ? k0 + kce : ge;
         int first = k0 == g * G;
         int64_t kc = k1 - k0, nkp = (kc + 1) / 2;
-        /* weights packed at load: 8-row sub-panels over the whole K, read in place */
-        const int8_t *p8 = w->affine_p8 && apf && rbase % 8 == 0 ? w->affine_p8 : NULL;
-        if (!p8) pack_w16(Q + rbase * cols, cols, nc, npan, NR, k0, kc, bp);
-        const int32_t *at;   /* A tiles for this segment: [i0 tile][kp][MR], tile stride ats */
-        int64_t ats;
-        if (apf) {           /* packed once per call (segments start at even k) */
-            at = apf + (k0 / 2) * MR;
-            ats = nkpf * MR;
-        } else {             /* odd group boundaries: pack this segment */
-            for (int64_t i0 = 0; i0 < n; i0 += MR) {
-                const int16_t *a[8];
-                for (int m = 0; m < MR; m++) a[m] = i0 + m < n ? x16 + (i0 + m) * ldx + k0 : NULL;
-                pack_a16(a, MR, nkp, ap + i0 * nkp);
-            }
-            at = ap;
-            ats = nkp * MR;
-        }
-        for (int p = 0; p < npan; p++) {  /* the weight panel stays in L1 over the batch */
-            if (p8) {
+        if (quad) {   /* weights packed at load ([kq][8][4] sub-panels), A quad tiles */
+            const int8_t *p8 = w->affine_p8;
+            int64_t nkq = (kc + 3) / 4, ats = nkpf * MR;   /* (nkpf counts quads here) */
+            const int32_t *at = apf + (k0 / 4) * MR;
+            for (int p = 0; p < npan; p++) {
                 const int8_t *b8[3];
                 for (int j = 0; j < NR / 8; j++)
-                    b8[j] = p8 + (((rbase + (int64_t)p * NR) / 8 + j) * nkpf + k0 / 2) * 16;
-                if (n <= 2 * MR) {   /* used by 1-2 micro-kernel calls: widen on the fly */
-                    for (int64_t i0 = 0; i0 < n; i0 += MR)
-                        u.uk8(nkp, at + (i0 / MR) * ats, b8, ib + i0 * NCp + p * NR, NCp, !first);
-                    continue;
-                }
-                /* reused by many calls: widen into the int16 panel once (a copy, no
-                 * transpose: the sub-panels already hold the pairs in panel order) */
-                widen_panel(b8, NR / 8, nkp, bp + (int64_t)p * nkp * NR * 2);
+                    b8[j] = p8 + (((rbase + (int64_t)p * NR) / 8 + j) * nkpf + k0 / 4) * 32;
+                for (int64_t i0 = 0; i0 < n; i0 += MR)
+                    u.ukq(nkq, at + (i0 / MR) * ats, b8, ib + i0 * NCp + p * NR, NCp, !first);
             }
-            for (int64_t i0 = 0; i0 < n; i0 += MR)
-                u.uk(nkp, at + (i0 / MR) * ats, bp + (int64_t)p * nkp * NR * 2,
-                     ib + i0 * NCp + p * NR, NCp, !first);
+        } else {
+            pack_w16(Q + rbase * cols, cols, nc, npan, NR, k0, kc, bp);
+            const int32_t *at;   /* A tiles for this segment: [i0 tile][kp][MR], stride ats */
+            int64_t ats;
+            if (apf) {           /* packed once per call (segments start at even k) */
+                at = apf + (k0 / 2) * MR;
+                ats = nkpf * MR;
+            } else {             /* odd group boundaries: pack this segment */
+                for (int64_t i0 = 0; i0 < n; i0 += MR) {
+                    const int16_t *a[8];
+                    for (int m = 0; m < MR; m++)
+                        a[m] = i0 + m < n ? x16 + (i0 + m) * ldx + k0 : NULL;
+                    pack_a16(a, MR, nkp, ap + i0 * nkp);
+                }
+                at = ap;
+                ats = nkp * MR;
+            }
+            for (int p = 0; p < npan; p++)   /* the weight panel stays in L1 over the batch */
+                for (int64_t i0 = 0; i0 < n; i0 += MR)
+                    u.uk(nkp, at + (i0 / MR) * ats, bp + (int64_t)p * nkp * NR * 2,
+                         ib + i0 * NCp + p * NR, NCp, !first);
         }
         if (k1 == ge) {   /* group g complete */
             float swv[384], bvv[384];
@@ -757,9 +782,9 @@ static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t 
                               const int16_t *x16, int64_t ldx, const int32_t *apf_in,
                               const int32_t *xs, const float *sx, const float *bias, float *y,
                               int64_t ys_n, int64_t ys_r, int acc, int32_t *acc_out,
-                              cz_ws *ws) {
+                              int quad, cz_ws *ws) {
     int64_t R = r1 - r0, cols = w->cols;
-    uk16_sel u = pick_uk16(n, R);
+    uk16_sel u = pick_uk16(n, R, quad);
     int64_t NC = (int64_t)u.NR * 16;
     int64_t nblk = (R + NC - 1) / NC;
     int nt = czk_threads(ws, (double)R * cols * (double)n);
@@ -774,7 +799,8 @@ static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t 
     if (!buf) return CZ_ERR_MEMORY;
     /* A packed once for the whole K when every segment starts at an even column */
     int64_t G = w->u.affine.group > 0 ? w->u.affine.group : cols;
-    int64_t nkpf = (cols + 1) / 2;
+    /* quad: apf_in holds quad tiles ([kq][MR], kq < ceil(cols / 4)) for the quad kernel */
+    int64_t nkpf = quad ? (cols + 3) / 4 : (cols + 1) / 2;
     const int32_t *apf = apf_in;   /* (op_avx2: quantized straight into the tiles) */
     /* K segment length: <= I8_KC, even split of a group (no tiny last segment), x16 */
     int64_t gc = G < cols ? G : cols, nseg = (gc + I8_KC - 1) / I8_KC;
@@ -802,7 +828,7 @@ static cz_status gemm_rows_i8(const cz_form *w, int64_t r0, int64_t r1, int64_t 
         int32_t *ap = (int32_t *)(((uintptr_t)fb + ibsz + 63) & ~(uintptr_t)63);
         int64_t j0 = jb * NC, nc = R - j0 < NC ? R - j0 : NC;
         gemm_block_i8(w, r0, j0, nc, n, x16, ldx, xs, sx, bias, y, ys_n, ys_r, acc,
-                      acc_out, u, bp, ib, fb, ap, apf, nkpf, kce);
+                      acc_out, u, bp, ib, fb, ap, apf, nkpf, kce, quad);
     }
     return CZ_OK;
 }
@@ -834,19 +860,23 @@ static cz_status acc_avx2(const cz_form *w, int64_t n, const int8_t *xq, int64_t
         for (int64_t c = 0; c < cols; c++) x16[i * ldx + c] = xq[i * ldq + c];
         x16[i * ldx + cols] = x16[i * ldx + cols + 1] = 0;
     }
-    return gemm_rows_i8(w, 0, rows, n, x16, ldx, NULL, xs, NULL, NULL, NULL, 0, 0, 0, acc, ws);
+    return gemm_rows_i8(w, 0, rows, n, x16, ldx, NULL, xs, NULL, NULL, NULL, 0, 0, 0, acc, 0, ws);
 }
 
 /* batch >= 4, no zero points, contiguous rows, A packed whole (K segments start at even
  * columns): each row's scale from its max, then the rows quantized straight into the GEMM's
- * A tiles (quant_tile_a) -- no int8 / int16 row copies. */
+ * A tiles -- no int8 / int16 row copies: int8 quads for the quad kernel when the weights
+ * were packed at load (czk_affine_prepare; segments then start at multiples of 4), else
+ * int16 pairs (quant_tile_a) for the int16 kernel on weights packed per call. */
 static cz_status op_avx2_fused(CZK_OP_ARGS, cz_ws *ws) {
     (void)xs_c;   /* 1 */
-    int64_t cols = w->cols, nkpf = (cols + 1) / 2;
-    uk16_sel u = pick_uk16(n, r1 - r0);
+    int64_t cols = w->cols;
+    int quad = w->affine_p8 && r0 % 8 == 0;
+    int64_t nk = quad ? (cols + 3) / 4 : (cols + 1) / 2;
+    uk16_sel u = pick_uk16(n, r1 - r0, quad);
     int64_t npad = (n + u.MR - 1) / u.MR * u.MR;
     float *sx = czk_scratch(ws, (size_t)n * 2 * sizeof(float));
-    int32_t *apf = czk_scratch(ws, (size_t)npad * nkpf * 4 + 32);   /* +2 int32: MR 6 stores */
+    int32_t *apf = czk_scratch(ws, (size_t)npad * nk * 4 + 32);   /* +2 int32: MR 6 stores */
     if (!sx || !apf) return CZ_ERR_MEMORY;
     float *inv = sx + n;
     for (int64_t i = 0; i < n; i++) {
@@ -854,9 +884,12 @@ static cz_status op_avx2_fused(CZK_OP_ARGS, cz_ws *ws) {
         if (!(a > 0.f) || a > 3.0e38f) { sx[i] = 0.f; inv[i] = 0.f; }
         else { sx[i] = a / 127.f; inv[i] = 127.f / a; }
     }
-    for (int64_t i0 = 0; i0 < n; i0 += u.MR)
-        quant_tile_a(x, xs_n, n, i0, u.MR, cols, inv, apf + i0 * nkpf);
-    return gemm_rows_i8(w, r0, r1, n, NULL, 0, apf, NULL, sx, bias, y, ys_n, ys_r, acc, NULL, ws);
+    for (int64_t i0 = 0; i0 < n; i0 += u.MR) {
+        if (quad) quant_tile_q(x, xs_n, n, i0, u.MR, cols, inv, apf + i0 * nk);
+        else quant_tile_a(x, xs_n, n, i0, u.MR, cols, inv, apf + i0 * nk);
+    }
+    return gemm_rows_i8(w, r0, r1, n, NULL, 0, apf, NULL, sx, bias, y, ys_n, ys_r, acc, NULL,
+                        quad, ws);
 }
 
 /* The float op through the AVX2 paths. */
@@ -889,7 +922,7 @@ static cz_status op_avx2(CZK_OP_ARGS, cz_ws *ws) {
     if (w->u.affine.zp && !xs) return CZ_ERR_MEMORY;
     if (!small)
         return gemm_rows_i8(w, r0, r1, n, x16, ldx, NULL, xs, sx, bias, y, ys_n, ys_r, acc, NULL,
-                            ws);
+                            0, ws);
     int64_t nrb = (r1 - r0 + 3) / 4;
     int nt = czk_threads(ws, (double)(r1 - r0) * cols * (double)n);
     if (nt > nrb) nt = (int)nrb;
@@ -1230,39 +1263,35 @@ cz_status czk_affine_acc(const cz_form *w, int64_t n, const int8_t *xq, int64_t 
 }
 
 /* ---- weights packed once at load --------------------------------------------------------
- * p8[(b * nkp + kp) * 16 + l * 2 + t] = q[(8b + l) * cols + 2kp + t], zero past rows / cols;
- * nkp = ceil(cols / 2), ceil(rows / 8) + 3 blocks (the last GEMM panel may reach up to 3
- * sub-panels past the end; they read zeros). An 8 x 8 transpose of 16-bit pairs per 16
- * columns of 8 rows. */
+ * For the quad kernel (ukq_*): p8[(b * nkq + kq) * 32 + l * 4 + t] = q[(8b + l) * cols + 4kq + t],
+ * zero past rows / cols; nkq = ceil(cols / 4), ceil(rows / 8) + 3 blocks (the last GEMM panel
+ * may reach up to 3 sub-panels past the end; they read zeros). Two 4 x 4 transposes of
+ * 32-bit quads per 16 columns of 8 rows. */
 #if CZK_X86
 static void pack_p8(const int8_t *Q, int64_t R, int64_t C, int64_t nblk, int8_t *dst) {
-    int64_t nkp = (C + 1) / 2;
-    memset(dst, 0, (size_t)(nblk * nkp * 16));
+    int64_t nkq = (C + 3) / 4;
+    memset(dst, 0, (size_t)(nblk * nkq * 32));
     for (int64_t b = 0; b * 8 < R; b++) {
-        int8_t *d = dst + b * nkp * 16;
+        int8_t *d = dst + b * nkq * 32;
         int full = b * 8 + 8 <= R;
         int64_t k = 0;
         if (full)
             for (; k + 16 <= C; k += 16) {
-                __m128i r[8];
-                for (int l = 0; l < 8; l++) r[l] = _mm_loadu_si128((const __m128i *)(Q + (b * 8 + l) * C + k));
-                __m128i t0 = _mm_unpacklo_epi16(r[0], r[1]), t1 = _mm_unpackhi_epi16(r[0], r[1]);
-                __m128i t2 = _mm_unpacklo_epi16(r[2], r[3]), t3 = _mm_unpackhi_epi16(r[2], r[3]);
-                __m128i t4 = _mm_unpacklo_epi16(r[4], r[5]), t5 = _mm_unpackhi_epi16(r[4], r[5]);
-                __m128i t6 = _mm_unpacklo_epi16(r[6], r[7]), t7 = _mm_unpackhi_epi16(r[6], r[7]);
-                __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
-                __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
-                __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
-                __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
-                __m128i o[8] = {_mm_unpacklo_epi64(u0, u4), _mm_unpackhi_epi64(u0, u4),
-                                _mm_unpacklo_epi64(u1, u5), _mm_unpackhi_epi64(u1, u5),
-                                _mm_unpacklo_epi64(u2, u6), _mm_unpackhi_epi64(u2, u6),
-                                _mm_unpacklo_epi64(u3, u7), _mm_unpackhi_epi64(u3, u7)};
-                for (int q = 0; q < 8; q++) _mm_store_si128((__m128i *)(d + (k / 2 + q) * 16), o[q]);
+                for (int h = 0; h < 2; h++) {   /* rows 4h .. 4h+3 -> bytes 16h .. 16h+15 */
+                    __m128i r[4];
+                    for (int l = 0; l < 4; l++)
+                        r[l] = _mm_loadu_si128((const __m128i *)(Q + (b * 8 + 4 * h + l) * C + k));
+                    __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpackhi_epi32(r[0], r[1]);
+                    __m128i t2 = _mm_unpacklo_epi32(r[2], r[3]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+                    __m128i o[4] = {_mm_unpacklo_epi64(t0, t2), _mm_unpackhi_epi64(t0, t2),
+                                    _mm_unpacklo_epi64(t1, t3), _mm_unpackhi_epi64(t1, t3)};
+                    for (int q = 0; q < 4; q++)
+                        _mm_store_si128((__m128i *)(d + (k / 4 + q) * 32 + 16 * h), o[q]);
+                }
             }
         for (; k < C; k++)
             for (int l = 0; l < 8 && b * 8 + l < R; l++)
-                d[(k / 2) * 16 + l * 2 + (k & 1)] = Q[(b * 8 + l) * C + k];
+                d[(k / 4) * 32 + l * 4 + (k & 3)] = Q[(b * 8 + l) * C + k];
     }
 }
 #endif
@@ -1273,9 +1302,10 @@ cz_status czk_affine_prepare(cz_form *f, const cz_allocator *a, void **owned) {
         return CZ_OK;
 #if CZK_X86
     int64_t G = f->u.affine.group;
-    if (!use_avx2_exact(czk_isa()) || (G > 0 && G % 2 && G < f->cols)) return CZ_OK;
-    int64_t nblk = (f->rows + 7) / 8 + 3, nkp = (f->cols + 1) / 2;
-    size_t bytes = (size_t)(nblk * nkp * 16);
+    /* (scale groups must start at multiples of 4: the quad kernel's K segments) */
+    if (!use_avx2_exact(czk_isa()) || (G > 0 && G % 4 && G < f->cols)) return CZ_OK;
+    int64_t nblk = (f->rows + 7) / 8 + 3, nkq = (f->cols + 3) / 4;
+    size_t bytes = (size_t)(nblk * nkq * 32);
     int8_t *p = cz_mem_alloc(a ? a : cz_default_allocator(), bytes, 64);
     if (!p) return CZ_ERR_MEMORY;
     pack_p8(f->u.affine.q, f->rows, f->cols, nblk, p);
