@@ -6,7 +6,8 @@ batch (repeat the call for >= 200 us) per round, methods interleaved round by ro
 a warmup; the reported time is the median over rounds ("ratios"); the same ratios from the
 per-method minima ("ratios_of_min") and the min/max spread are recorded too, because the
 machine is shared and medians of multi-ms cells swing with the neighbours' load. Peers: numpy
-dense fp32 (threadpool limited to 1), scipy.sparse CSR, ONNX Runtime MatMul / Conv, and for
+dense fp32 (threadpool limited to 1), scipy.sparse CSR, torch CSR (MKL sparse, one thread,
+if torch imports), ONNX Runtime MatMul / Conv, and for
 int8 both the bare MatMulInteger (uint8 input handed over, int32 out) and the fair peer
 "ort_dq_mmi" = DynamicQuantizeLinear + MatMulInteger + Cast + 2 Mul, i.e. the same work as
 our int8 linear (quantize the activations, integer GEMM, rescale). Note: ORT's AVX2 u8s8
@@ -115,6 +116,18 @@ def min_ratios(ratios: dict) -> dict:
     return out
 
 
+def torch_single_thread():
+    """torch (optional extra) for its CSR peer (MKL sparse), one thread; None if absent."""
+    try:
+        import torch
+    except Exception:
+        return None
+    import warnings
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    torch.set_num_threads(1)
+    return torch
+
+
 def ort_session(model):
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -183,6 +196,7 @@ def main():
     lib = ffi.dlopen(LIB)
     ptr = lambda a, t="float *": ffi.cast(t, a.ctypes.data)  # noqa: E731
     ort = ort_models()
+    tch = torch_single_thread()
     rng = np.random.default_rng(0)
     rows_out = []
     feats = lib.czb_features()
@@ -200,6 +214,7 @@ def main():
             lut = np.sort(rng.uniform(-1, 1, 32)).astype(np.float32)
             Ws = np.where(mask, lut[np.maximum(idx, 0)], 0).astype(np.float32)
             csr = sp.csr_matrix(Ws)
+            tcsr = tch.from_numpy(Ws).to_sparse_csr() if tch else None
             # int8 per row
             q = rng.integers(-127, 128, (R, C)).astype(np.int8)
             sc = (rng.uniform(0.5, 1.5, R) / 127).astype(np.float32)
@@ -245,6 +260,10 @@ def main():
                     "numpy_dense": (lambda: W @ xv) if B == 1 else (lambda: X @ W.T),
                     "scipy_csr": (lambda: csr @ xv) if B == 1 else (lambda: csr @ XT),
                 }
+                if tch:
+                    xt = tch.from_numpy(np.ascontiguousarray(XT))   # (C, B): y^T = W_csr @ X^T
+                    m["torch_csr"] = lambda: tcsr @ xt
+                    ok_r = ok_r and np.allclose((tcsr @ xt).numpy().T, X @ Ws.T, rtol=1e-4, atol=1e-4)
                 if sess:
                     m["ort_matmul"] = lambda: sess[0].run(None, {"X": X})
                     m["ort_matmulinteger"] = lambda: sess[1].run(None, {"X": Xu8})
@@ -265,6 +284,8 @@ def main():
                            "relidx/scipy_csr": t["cz_relidx"] / t["scipy_csr"],
                            "dense/numpy_dense": t["cz_dense"] / t["numpy_dense"],
                        }}
+                if tch:
+                    row["ratios"]["relidx/torch_csr"] = t["cz_relidx"] / t["torch_csr"]
                 if sess:
                     row["ratios"]["dense/ort_matmul"] = t["cz_dense"] / t["ort_matmul"]
                     row["ratios"]["int8/ort_matmulinteger"] = t["cz_int8"] / t["ort_matmulinteger"]
@@ -349,6 +370,9 @@ def main():
         lin32 = [r for r in lin if r["batch"] == 32]
         if lin32:
             tg["relidx b32 <= scipy CSR on every shape"] = all(r[rk]["relidx/scipy_csr"] <= 1.0 for r in lin32)
+            if all("relidx/torch_csr" in r[rk] for r in lin32):
+                tg["relidx b32 <= torch CSR (MKL) on every shape"] = \
+                    all(r[rk]["relidx/torch_csr"] <= 1.0 for r in lin32)
         if ort and lin:
             tg["int8 <= 1.25x ORT DynamicQuantizeLinear+MatMulInteger+rescale everywhere"] = \
                 all(r[rk]["int8/ort_dq_mmi"] <= 1.25 for r in lin)
