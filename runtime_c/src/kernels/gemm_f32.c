@@ -62,13 +62,15 @@ static void pack_b(const float *B, int64_t ldb, int bkm, int64_t N, int64_t j0, 
         float *dst = bp + p * kc * NR;
         int64_t jb = j0 + p * NR;
         int64_t nv = N - jb < NR ? N - jb : NR;
-        if (bkm) {
+        if (bkm && nv == NR) {
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, B + (k0 + k) * ldb + jb, (size_t)NR * 4);
+        } else if (bkm) {
+            /* a partial panel: one select per element (no memcpy / memset call per row:
+             * those calls dominated small products, e.g. 12 x 12 x 32 attention heads) */
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = B + (k0 + k) * ldb + jb;
                 float *d = dst + k * NR;
-                int64_t jj = 0;
-                for (; jj < nv; jj++) d[jj] = src[jj];
-                for (; jj < NR; jj++) d[jj] = 0.f;
+                for (int64_t jj = 0; jj < NR; jj++) d[jj] = jj < nv ? src[jj] : 0.f;
             }
         } else {
             int64_t jj = 0;
@@ -86,6 +88,17 @@ static void pack_b(const float *B, int64_t ldb, int bkm, int64_t N, int64_t j0, 
 /* store helper shared by the micro-kernels: tile t[MR][NR] (row-major) into C */
 static void store_tile(const float *t, int NR, float *c, int64_t csm, int64_t csn, int mr,
                        int nr, int load, const float *bm, const float *bn) {
+    if (csn == 1 && !bm && !bn) {   /* (MatMul's partial tiles: no per-element branches) */
+        for (int i = 0; i < mr; i++) {
+            const float *ti = t + i * NR;
+            float *ci = c + i * csm;
+            if (load)
+                for (int j = 0; j < nr; j++) ci[j] += ti[j];
+            else
+                memcpy(ci, ti, (size_t)nr * sizeof(float));
+        }
+        return;
+    }
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             float v = t[i * NR + j];
@@ -220,8 +233,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         int64_t njc = (N + JC - 1) / JC;
         int nt = czk_threads(ws, work);
         if (nt > njc) nt = (int)njc;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int64_t jc = 0; jc < njc; jc++) {
+        CZK_PAR_FOR(nt, static, jc, njc, {
             int64_t j0 = jc * JC, j1 = j0 + JC < N ? j0 + JC : N;
             for (int64_t k0 = 0; k0 < K; k0 += KCD) {
                 int64_t kc = K - k0 < KCD ? K - k0 : KCD;
@@ -233,7 +245,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        acc || k0 > 0);
                 }
             }
-        }
+        });
         return CZ_OK;
     }
     int64_t nblk = (N + NCB - 1) / NCB;
@@ -251,12 +263,8 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         float *zr = czk_scratch(ws, ((size_t)KC + (size_t)nt * KC * NR) * sizeof(float));
         if (!zr) return CZ_ERR_MEMORY;
         memset(zr, 0, KC * sizeof(float));
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-        for (int64_t jb = 0; jb < nblk; jb++) {
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
+        CZK_PAR_FOR(nt, dynamic, jb, nblk, {
+            int tid = czk_tid();
             float *pp = zr + KC + (size_t)tid * KC * NR;   /* 64-byte aligned: KC*4 = 1 KB */
             int64_t j0 = jb * NCB, nc = N - j0 < NCB ? N - j0 : NCB;
             for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -281,20 +289,16 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                     }
                 }
             }
-        }
+        });
         return CZ_OK;
     }
     int64_t kcmax = K < KC ? K : KC;
     float *buf = czk_scratch(ws, ((size_t)nt * kcmax * NCB + KC) * sizeof(float));
     if (!buf) return CZ_ERR_MEMORY;
     float *zrow = buf + (size_t)nt * kcmax * NCB;
-    memset(zrow, 0, KC * sizeof(float));
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-    for (int64_t jb = 0; jb < nblk; jb++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+    memset(zrow, 0, (size_t)kcmax * sizeof(float));   /* (the micro-kernel reads kc <= kcmax) */
+    CZK_PAR_FOR(nt, dynamic, jb, nblk, {
+        int tid = czk_tid();
         float *bp = buf + (size_t)tid * kcmax * NCB;
         int64_t j0 = jb * NCB, nc = N - j0 < NCB ? N - j0 : NCB;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -313,7 +317,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                 }
             }
         }
-    }
+    });
     return CZ_OK;
 }
 
@@ -380,12 +384,8 @@ cz_status czk_gemm_f32_implicit(int64_t M, int64_t N, int64_t K, const float *A,
     int64_t *tm = (int64_t *)(buf + zlen + (size_t)nt * pstride);
     int *tr = (int *)(tm + mtmax), *th = tr + mtmax;
     int64_t ntile = row_tiles(M, MR, MRH, tm, tr, th);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t jp = 0; jp < npan; jp++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+    CZK_PAR_FOR(nt, static, jp, npan, {
+        int tid = czk_tid();
         float *pan = buf + zlen + (size_t)tid * pstride;
         int64_t j0 = jp * NR;
         int nr = N - j0 < NR ? (int)(N - j0) : NR;
@@ -402,7 +402,7 @@ cz_status czk_gemm_f32_implicit(int64_t M, int64_t N, int64_t K, const float *A,
                                    last && bias_m ? bias_m + m0 : NULL, NULL);
             }
         }
-    }
+    });
     return CZ_OK;
 }
 
