@@ -476,6 +476,21 @@ static void test_relidx_grouped(void) {
         }
         g_checks++;
         if (bad) { fprintf(stderr, "FAIL %s: rows differ\n", ctx); g_fail++; }
+        check_linear(f, 1, ctx);   /* batch 1 runs from the grouped layout */
+        free_form(f);
+    }
+    /* long rows through the batch-1 kernels: many chunks of 4 per LUT index, and every
+     * remainder (0..3 chunks of 4, 0..1 of 2, 0..3 singles past the unrolled loops) across
+     * rows; mode 3 (the reference walks the gaps) and 4 (grouped only) */
+    static const int KL[] = {2, 3, 5, 8, 16, 17, 32, 33};
+    for (int it = 0; it < 24; it++) {
+        int64_t R = irand(1, 24), C = irand(500, 3000);
+        int k = KL[irand(0, 7)];
+        g_relidx_mode = 3 + (it & 1);
+        cz_form *f = mk_relidx(R, C, 0.05 + 0.45 * (rnd() % 100) / 100.0, irand(2, 8), 1, k);
+        g_relidx_mode = -1;
+        snprintf(ctx, sizeof ctx, "grouped long rows %lldx%lld k=%d", (long long)R, (long long)C, k);
+        check_linear(f, 1, ctx);
         free_form(f);
     }
 }

@@ -30,6 +30,7 @@ static int detect(void) {
     int avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
     int vnni = (c >> 11) & 1;
     if (avx2 && fma) f |= CZK_F_AVX2;
+    if ((b >> 3) & 1) f |= CZK_F_BMI;
     /* opmask + ZMM_Hi256 + Hi16_ZMM state; our AVX-512 kernels also use BW/VL */
     if ((f & CZK_F_AVX2) && (xcr0 & 0xE6) == 0xE6 && avx512f && avx512bw && avx512vl) {
         f |= CZK_F_AVX512;

@@ -61,6 +61,7 @@ enum { CZK_ISA_PORTABLE = 0, CZK_ISA_AVX2 = 1, CZK_ISA_AVX512 = 2 };
 #define CZK_F_AVX2 1
 #define CZK_F_AVX512 2
 #define CZK_F_VNNI 4
+#define CZK_F_BMI 8     /* BMI1 (bextr): not implied by AVX2 in every VM's CPUID */
 
 /* czk_cpu_features() masked by the test hook below. */
 int czk_features(void);
