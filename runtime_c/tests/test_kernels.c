@@ -921,6 +921,20 @@ static void test_conv_paths(void) {
             conv_i8_legacy_case(1, 6, 9, 23, 4, 3, 1, 2, 0, mode, zp, 9, "dilation 2 stride_h 2");
             g_i8_dil = 1;
             conv_i8_legacy_case(1, 5, 6, 37, 3, 5, 1, 1, 3, mode, zp, 1, "5x5 pad 3, 35 wide");
+            /* tap-major int8 panels: odd channel counts (a zero column per tap), the scalar
+             * gather (ow < 8: lane groups with > 2 runs), 64 channels x 56-wide rows with
+             * a 4-row weight tail, groups of odd channels with specials */
+            conv_i8_legacy_case(1, 7, 5, 6, 9, 3, 1, 1, 1, mode, zp, 0, "7ch 6 wide");
+            conv_i8_legacy_case(2, 9, 8, 17, 14, 3, 1, 1, 1, mode, zp, 1, "9ch 17 wide");
+            conv_i8_legacy_case(1, 64, 6, 56, 64, 3, 1, 1, 1, mode, zp, 0, "64ch 56 wide");
+            conv_i8_legacy_case(1, 10, 7, 12, 6, 3, 2, 1, 1, mode, zp, 15, "groups 2 x 5ch");
+            /* tall images: interior panels reuse cached lane programs (shifted by rows) */
+            conv_i8_legacy_case(1, 16, 20, 56, 8, 3, 1, 1, 1, mode, zp, 0, "16ch 20x56");
+            conv_i8_legacy_case(2, 6, 23, 37, 5, 3, 1, 1, 1, mode, zp, 1, "6ch 23x37");
+            conv_i8_legacy_case(1, 8, 30, 24, 5, 3, 1, 2, 1, mode, zp, 0, "stride_h 2 30x24");
+            g_i8_dil = 2;
+            conv_i8_legacy_case(1, 8, 25, 24, 4, 3, 1, 1, 2, mode, zp, 0, "dilation 2 25x24");
+            g_i8_dil = 1;
             for (int sp = 1; sp <= 15; sp++)
                 conv_i8_legacy_case(1, 8, 9, 10, 7, 3, 1, 1, 1, mode, zp, sp, "specials");
         }

@@ -27,8 +27,9 @@
  *     because activations are clamped to +-127); batch >= 4 a GEMM on weights packed at
  *     load (int8 quads, the same sign trick, 4x16 register blocks) or else an int16 GEMM
  *     on weights packed per call (vpmaddwd, 6x16 / 4x24 blocks), activations quantized
- *     straight into the packed tiles once per call; int8 convolutions quantize im2col columns per pixel straight into the GEMM's
- *     panels (czk_affine_conv_cols / czk_affine_conv_packed).
+ *     straight into the packed tiles once per call; int8 convolutions quantize im2col
+ *     columns per pixel straight into the GEMM's panels (czk_affine_conv_cols) or the
+ *     image itself, tap-major (czk_affine_conv_qpacked).
  *     Why not vpmaddubsw on u8 = xq + 128 like ORT/MLAS: 255*127*2 > 32767 saturates (ORT's
  *     MatMulInteger u8s8 result on AVX2 is visibly off for full-range int8 weights).
  *   portable: plain C int32 loops (also the reference).
@@ -1016,6 +1017,80 @@ czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_w
     return c;
 }
 
+/* one weight row (cg x khw bytes, (ci, t) order) to tap-major dst[t * cgp + ci] (zero at
+ * ci = cg when cgp > cg). A byte loop costs ~2.5 cycles per weight, as much as a LeNet-5
+ * conv2's whole quantization, so blocks of 8 channels x 16 taps go through an SSE2 8 x 16
+ * byte transpose (16-byte loads only where `avail` bytes from src are readable). */
+CZK_T_AVX2 static void tapmajor_row(const int8_t *src, int64_t avail, int64_t cg, int64_t khw,
+                                    int64_t cgp, int8_t *dst) {
+    int64_t ci0 = 0, done = 0;
+    for (; ci0 + 8 <= cg + 7 && !done; ci0 += 8) {
+        if (ci0 + 8 > cg) {   /* a last partial block overlaps the previous one (same bytes) */
+            if (cg < 8) break;
+            ci0 = cg - 8;
+        }
+        if ((ci0 + 7) * khw + ((khw - 1) / 16) * 16 + 16 > avail) break;
+        done = ci0 + 8 == cg;
+        for (int64_t t0 = 0; t0 < khw; t0 += 16) {
+            __m128i r[8];
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+                r[i] = _mm_loadu_si128((const __m128i *)(src + (ci0 + i) * khw + t0));
+            __m128i a0 = _mm_unpacklo_epi8(r[0], r[1]), a1 = _mm_unpackhi_epi8(r[0], r[1]);
+            __m128i a2 = _mm_unpacklo_epi8(r[2], r[3]), a3 = _mm_unpackhi_epi8(r[2], r[3]);
+            __m128i a4 = _mm_unpacklo_epi8(r[4], r[5]), a5 = _mm_unpackhi_epi8(r[4], r[5]);
+            __m128i a6 = _mm_unpacklo_epi8(r[6], r[7]), a7 = _mm_unpackhi_epi8(r[6], r[7]);
+            __m128i b0 = _mm_unpacklo_epi16(a0, a2), b1 = _mm_unpackhi_epi16(a0, a2);
+            __m128i b2 = _mm_unpacklo_epi16(a4, a6), b3 = _mm_unpackhi_epi16(a4, a6);
+            __m128i b4 = _mm_unpacklo_epi16(a1, a3), b5 = _mm_unpackhi_epi16(a1, a3);
+            __m128i b6 = _mm_unpacklo_epi16(a5, a7), b7 = _mm_unpackhi_epi16(a5, a7);
+            /* c[q]: taps 2q (low 8 bytes) and 2q + 1 (high), channels ci0 .. ci0 + 7 */
+            __m128i c[8] = {_mm_unpacklo_epi32(b0, b2), _mm_unpackhi_epi32(b0, b2),
+                            _mm_unpacklo_epi32(b1, b3), _mm_unpackhi_epi32(b1, b3),
+                            _mm_unpacklo_epi32(b4, b6), _mm_unpackhi_epi32(b4, b6),
+                            _mm_unpacklo_epi32(b5, b7), _mm_unpackhi_epi32(b5, b7)};
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) {
+                int64_t t = t0 + 2 * q;
+                if (t < khw) _mm_storel_epi64((__m128i *)(dst + t * cgp + ci0), c[q]);
+                if (t + 1 < khw)
+                    _mm_storel_epi64((__m128i *)(dst + (t + 1) * cgp + ci0), _mm_srli_si128(c[q], 8));
+            }
+        }
+    }
+    if (done) ci0 = cg;
+    for (int64_t t = 0; t < khw; t++) {
+        for (int64_t ci = ci0; ci < cg; ci++) dst[t * cgp + ci] = src[ci * khw + t];
+        if (cgp > cg) dst[t * cgp + cg] = 0;
+    }
+}
+
+/* The same plan over the weight columns in TAP-MAJOR order: k' = t * cgp + ci for the
+ * (oc, ci, t) layout's k = ci * khw + t (t = ky * kw + kx), cgp = cg rounded up to even
+ * (a zero column for the odd channel). The int32 accumulators are exact, so their value
+ * does not depend on the order of k: results are bit-identical to the (ci, t) order. With
+ * an even cgp every int16 pair (k', k'+1) is two channels of the same tap, which lets
+ * czk_affine_conv_qpacked's pack quantize straight from the image (two channel planes at
+ * the same offsets) with no float panel in between. */
+czk_i8conv *czk_affine_conv_begin_tapmajor(const cz_form *w, int64_t r0, int64_t r1,
+                                           int64_t cg, int64_t khw, cz_ws *ws) {
+    if (w->kind != CZ_FORM_AFFINE || !use_avx2_exact(czk_isa())) return NULL;
+    if (ngroups_of(w) != 1 || r1 <= r0 || cg <= 0 || khw <= 0 || w->cols != cg * khw)
+        return NULL;
+    int64_t cgp = (cg + 1) / 2 * 2, Kp = khw * cgp, nkp = Kp / 2, R = r1 - r0;
+    int64_t ntile = (R + 5) / 6;
+    czk_i8conv *c = czk_scratch(ws, sizeof *c);
+    int8_t *qp = czk_scratch(ws, (size_t)(R * Kp));
+    if (!c || !qp) return NULL;
+    c->ap = czk_scratch(ws, ((size_t)ntile * nkp * 6 + 8) * 4);   /* +8: overlapping stores */
+    if (!c->ap) return NULL;
+    const int8_t *Q = w->u.affine.q;
+    for (int64_t r = 0; r < R; r++)
+        tapmajor_row(Q + (r0 + r) * w->cols, (w->rows - r0 - r) * w->cols, cg, khw, cgp,
+                     qp + r * Kp);
+    c->w = w; c->r0 = r0; c->r1 = r1; c->K = Kp; c->nkp = nkp;
+    for (int64_t t = 0; t < ntile; t++) pack_wtile6(qp, Kp, t * 6, R, nkp, c->ap + t * nkp * 6);
+    return c;
+}
+
 /* quantize rows 2 kp0 .. 2 kp1 - 1 of 16 pixel columns (col: row 2 kp0, stride ldp, from
  * column j0) with the pixels' 127 / max |patch| into the int16 panel bp ([kp][16][2], kp
  * absolute), adding the rows into xs[0..15] (per-pixel sums, for zero points) */
@@ -1154,13 +1229,13 @@ cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t l
     return CZ_OK;
 }
 
-/* The same per-panel quantize + GEMM with the panels packed straight from the image
- * (czk_gemm_f32_implicit's pack: all K rows of 16 pixels as floats, one panel at a time,
- * L1/L2-resident) instead of an im2col tile, and the per-pixel max |patch| given (am[j],
- * computed by the caller from the image in one pass). */
-cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const void *pctx,
-                                 int64_t kgran, const float *am, int64_t np, int nan_free,
-                                 const float *bias, float *y, int64_t ys_r, cz_ws *ws) {
+/* The same per-panel GEMM with each 16-pixel int16 panel written by qpack straight from
+ * the image (conv2d.c: quantized on the fly, tap-major k, see czk_affine_conv_begin_tapmajor)
+ * with the per-pixel max |patch| given (am[j], computed by the caller from the image in one
+ * pass). */
+cz_status czk_affine_conv_qpacked(const czk_i8conv *cv, czk_qpack_fn qpack, const void *pctx,
+                                  const float *am, int64_t np, int nan_free, const float *bias,
+                                  float *y, int64_t ys_r, cz_ws *ws) {
     int64_t K = cv->K, npan = (np + 15) / 16, npad = npan * 16;
     float *inv = czk_scratch(ws, (size_t)npad * 2 * sizeof(float));
     if (!inv) return CZ_ERR_MEMORY;
@@ -1170,29 +1245,22 @@ cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const v
         if (!(a > 0.f) || a > 3.0e38f) { inv[j] = 0.f; sx[j] = 0.f; }
         else { inv[j] = 127.f / a; sx[j] = a / 127.f; }
     }
-    /* float rows packed and quantized a block at a time (<= 16 KB: it stays in L1), blocks
-     * of whole kgran units and of an even number of rows (the int16 panel pairs rows) */
-    int64_t unit = kgran > 0 ? (kgran % 2 ? 2 * kgran : kgran) : 2;
-    int64_t kcb = 256 / unit * unit;
-    if (kcb < unit) kcb = unit;
-    if (kcb > K) kcb = K;
     int nt = czk_threads(ws, (double)(cv->r1 - cv->r0) * K * (double)np);
     if (nt > npan) nt = (int)npan;
-    /* per thread: float block (kcb x 16 + 16 slack), pack state, int16 panel */
-    size_t fl = ((size_t)kcb * 16 + 16 + 15) / 16 * 16 * sizeof(float);
-    size_t per = fl + CZK_PACK_STATE + (size_t)cv->nkp * 64 + 64;
+    /* per thread: pack state, int16 panel (64-byte aligned: per is a multiple of 64) */
+    size_t per = CZK_PACK_STATE + (size_t)cv->nkp * 64 + 64;
     char *buf = czk_scratch(ws, (size_t)nt * per);
     if (!buf) return CZ_ERR_MEMORY;
+    int zp = cv->w->u.affine.zp != NULL;
+    for (int t = 0; t < nt; t++) memset(buf + (size_t)t * per, 0, CZK_QPACK_KEYS);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t p = 0; p < npan; p++) {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        char *b = buf + (size_t)tid * per;   /* (64-byte aligned: per is a multiple of 64) */
-        float *fpan = (float *)b;
-        void *st = b + fl;
-        int16_t *bp = (int16_t *)(b + fl + CZK_PACK_STATE);
+        char *b = buf + (size_t)tid * per;
+        int16_t *bp = (int16_t *)(b + CZK_PACK_STATE);
         int nj = np - p * 16 < 16 ? (int)(np - p * 16) : 16;
         int plain = nan_free;
         for (int j = 0; j < 16 && plain; j++) {
@@ -1202,12 +1270,7 @@ cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const v
             plain = iv < 3.0e38f && (iv > 0.f || jj >= np || am[jj] == 0.f);
         }
         int32_t xs[16] = {0};
-        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
-            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
-            pack(pctx, st, p * 16, nj, k0, kc, 16, fpan);
-            quant_block_i8(cv, fpan, 16, 0, k0 / 2, (k0 + kc + 1) / 2, inv + p * 16, plain, bp,
-                           xs);
-        }
+        qpack(pctx, b, p * 16, nj, inv + p * 16, plain, bp, zp ? xs : NULL);
         gemm_panel_i8(cv, 0, nj, sx + p * 16, bias, y + p * 16, ys_r, bp, xs);
     }
     return CZ_OK;
@@ -1217,11 +1280,16 @@ czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_w
     (void)w; (void)r0; (void)r1; (void)ws;
     return NULL;
 }
-cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const void *pctx,
-                                 int64_t kgran, const float *am, int64_t np, int nan_free,
-                                 const float *bias, float *y, int64_t ys_r, cz_ws *ws) {
-    (void)cv; (void)pack; (void)pctx; (void)kgran; (void)am; (void)np; (void)nan_free;
-    (void)bias; (void)y; (void)ys_r; (void)ws;
+czk_i8conv *czk_affine_conv_begin_tapmajor(const cz_form *w, int64_t r0, int64_t r1,
+                                           int64_t cg, int64_t khw, cz_ws *ws) {
+    (void)w; (void)r0; (void)r1; (void)cg; (void)khw; (void)ws;
+    return NULL;
+}
+cz_status czk_affine_conv_qpacked(const czk_i8conv *cv, czk_qpack_fn qpack, const void *pctx,
+                                  const float *am, int64_t np, int nan_free, const float *bias,
+                                  float *y, int64_t ys_r, cz_ws *ws) {
+    (void)cv; (void)qpack; (void)pctx; (void)am; (void)np; (void)nan_free; (void)bias;
+    (void)y; (void)ys_r; (void)ws;
     return CZ_ERR_UNSUPPORTED;
 }
 cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,

@@ -23,10 +23,12 @@
  *     masked loads, replayed for every input channel) and consumed at once by:
  *       DENSE  -> czk_gemm_f32_implicit (6x16 FMA micro-kernel, bias fused in the store);
  *       RELIDX -> the sparse panel kernel (stored values x panel rows, u16 column cache);
- *       AFFINE (per-tensor / per-row scales) -> czk_affine_conv_packed: the per-pixel
+ *       AFFINE (per-tensor / per-row scales) -> czk_affine_conv_qpacked: the per-pixel
  *         activation scale max |patch| / 127 comes from one pass over the image (window
- *         max of the channel-wise max |x|), each float panel (all K) is quantized per pixel
- *         into int16 GEMM panels -- bit-identical to the im2col-tile path below.
+ *         max of the channel-wise max |x|); the weight columns are taken tap-major so an
+ *         int16 pair is two channels of one tap, and the panels are quantized per pixel
+ *         straight from the image into int16 GEMM panels (no float panel) --
+ *         bit-identical to the im2col-tile path below (exact int32 sums in any k order).
  *     ~1.2x (dense, 64->64 3x3 56x56) to ~1.8x (LeNet-5 conv2) faster than that path.
  *   - everything else (strided rows, other forms, no AVX2, czk_set_conv_legacy(1)): im2col
  *     of a TILE of output pixels into scratch (tile sized so the
@@ -167,6 +169,7 @@ typedef struct {
     int64_t cg;
 } conv_pack_ctx;
 
+#if CZK_X86   /* (only the AVX2 packs fall back to it) */
 __attribute__((optimize("no-tree-loop-distribute-patterns")))
 static void conv_pack_panel(const void *vctx, void *st, int64_t j0, int nr, int64_t k0,
                             int64_t kc, int NR, float *pan) {
@@ -210,8 +213,6 @@ static void conv_pack_panel(const void *vctx, void *st, int64_t j0, int nr, int6
         if (nr < NR) zero_short(row + nr, NR - nr);
     }
 }
-
-#if CZK_X86
 /* AVX2 panel pack, stride_w 1. A panel row (NR columns) is written as NR/8 vectors; lane
  * group g (columns 8g .. 8g+7) is the bitwise OR of at most two masked loads, one per run
  * of the panel's pixels along an output row that touches the group. Masked-off lanes --
@@ -228,12 +229,64 @@ typedef struct {
                                      2: masked loads */
 } pack_lane;
 
+/* the load program of the panel of pixels j0 .. j0+nr-1 (ng lane groups of 8): prog[r *
+ * ng + g] for every tap r = ky * kw + kx; 0 when some lane group needs more than two
+ * sources (the scalar pack then) */
+CZK_T_AVX2 static int pack_prog(const conv_pack_ctx *c, int64_t j0, int nr, int ng,
+                                pack_lane *prog) {
+    const czk_conv_params *p = c->p;
+    int64_t H = p->h, W = p->w, OW = p->ow, KW = p->kw, KHW = p->kh * KW;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int nsrc[64 * 4];   /* (KHW * ng <= 256) */
+    for (int i = 0; i < KHW * ng; i++) {
+        prog[i].off0 = prog[i].off1 = 0;
+        prog[i].m0 = prog[i].m1 = _mm256_setzero_si256();
+        prog[i].kind = 0;
+        nsrc[i] = 0;
+    }
+    /* runs of the panel along output rows */
+    for (int64_t jj = 0; jj < nr;) {
+        int64_t j = j0 + jj, oy = j / OW, ox = j - oy * OW;
+        int64_t l = OW - ox < nr - jj ? OW - ox : nr - jj;
+        int64_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox - p->pad_l;
+        for (int64_t r = 0; r < KHW; r++) {
+            int64_t ky = r / KW, kx = r - ky * KW;
+            int64_t iy = iy0 + ky * p->dil_h;
+            if (iy < 0 || iy >= H) continue;
+            int64_t ix = ix0 + kx * p->dil_w;   /* input column of panel column jj */
+            /* panel columns t of this run with 0 <= ix + t - jj < W */
+            int64_t a = jj > jj - ix ? jj : jj - ix, b = jj + l < jj - ix + W ? jj + l : jj - ix + W;
+            for (int64_t g = a / 8; a < b && g <= (b - 1) / 8; g++) {
+                int64_t ga = 8 * g, ta = a > ga ? a : ga, tb = b < ga + 8 ? b : ga + 8;
+                pack_lane *L = &prog[r * ng + g];
+                int n = nsrc[r * ng + g]++;
+                if (n >= 2) return 0;
+                int64_t off = iy * W + ix + ga - jj;
+                __m256i lv = _mm256_add_epi32(lane, _mm256_set1_epi32((int)ga));
+                __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(lv, _mm256_set1_epi32((int)ta - 1)),
+                                             _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tb), lv));
+                if (n == 0) {
+                    L->off0 = L->off1 = off;
+                    L->m0 = m;
+                    L->kind = ta == ga && tb == ga + 8 ? 1 : 2;
+                } else {
+                    L->off1 = off;
+                    L->m1 = m;
+                    L->kind = 2;
+                }
+            }
+        }
+        jj += l;
+    }
+    return 1;
+}
+
 CZK_T_AVX2 static void conv_pack_panel_avx2(const void *vctx, void *st, int64_t j0, int nr,
                                             int64_t k0, int64_t kc, int NR, float *pan) {
     const conv_pack_ctx *c = vctx;
     const czk_conv_params *p = c->p;
-    int64_t H = p->h, W = p->w, OW = p->ow, KW = p->kw, HW = H * W;
-    int64_t KHW = p->kh * KW, K = c->cg * KHW;
+    int64_t HW = p->h * p->w;
+    int64_t KHW = p->kh * p->kw, K = c->cg * KHW;
     int ng = NR / 8;
     /* state: the program of this panel (built at k0 == 0), then its validity flag */
     pack_lane *prog = st;
@@ -243,51 +296,7 @@ CZK_T_AVX2 static void conv_pack_panel_avx2(const void *vctx, void *st, int64_t 
         conv_pack_panel(vctx, st, j0, nr, k0, kc, NR, pan);
         return;
     }
-    if (k0 == 0) {
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        int nsrc[64 * 4];   /* (KHW * ng <= 256) */
-        for (int i = 0; i < KHW * ng; i++) {
-            prog[i].off0 = prog[i].off1 = 0;
-            prog[i].m0 = prog[i].m1 = _mm256_setzero_si256();
-            prog[i].kind = 0;
-            nsrc[i] = 0;
-        }
-        *ok = 1;
-        /* runs of the panel along output rows */
-        for (int64_t jj = 0; jj < nr && *ok;) {
-            int64_t j = j0 + jj, oy = j / OW, ox = j - oy * OW;
-            int64_t l = OW - ox < nr - jj ? OW - ox : nr - jj;
-            int64_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox - p->pad_l;
-            for (int64_t r = 0; r < KHW; r++) {
-                int64_t ky = r / KW, kx = r - ky * KW;
-                int64_t iy = iy0 + ky * p->dil_h;
-                if (iy < 0 || iy >= H) continue;
-                int64_t ix = ix0 + kx * p->dil_w;   /* input column of panel column jj */
-                /* panel columns t of this run with 0 <= ix + t - jj < W */
-                int64_t a = jj > jj - ix ? jj : jj - ix, b = jj + l < jj - ix + W ? jj + l : jj - ix + W;
-                for (int64_t g = a / 8; a < b && g <= (b - 1) / 8; g++) {
-                    int64_t ga = 8 * g, ta = a > ga ? a : ga, tb = b < ga + 8 ? b : ga + 8;
-                    pack_lane *L = &prog[r * ng + g];
-                    int n = nsrc[r * ng + g]++;
-                    if (n >= 2) { *ok = 0; break; }
-                    int64_t off = iy * W + ix + ga - jj;
-                    __m256i lv = _mm256_add_epi32(lane, _mm256_set1_epi32((int)ga));
-                    __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(lv, _mm256_set1_epi32((int)ta - 1)),
-                                                 _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tb), lv));
-                    if (n == 0) {
-                        L->off0 = L->off1 = off;
-                        L->m0 = m;
-                        L->kind = ta == ga && tb == ga + 8 ? 1 : 2;
-                    } else {
-                        L->off1 = off;
-                        L->m1 = m;
-                        L->kind = 2;
-                    }
-                }
-            }
-            jj += l;
-        }
-    }
+    if (k0 == 0) *ok = pack_prog(c, j0, nr, ng, prog);
     if (!*ok) {
         conv_pack_panel(vctx, st, j0, nr, k0, kc, NR, pan);
         return;
@@ -316,6 +325,175 @@ CZK_T_AVX2 static void conv_pack_panel_avx2(const void *vctx, void *st, int64_t 
                 }
             }
         }
+}
+
+/* ---- int8: quantized panels straight from the image (czk_affine_conv_qpacked's qpack) --
+ * The int8 GEMM takes k in tap-major order (k' = t * cgp + ci, czk_affine_conv_begin_
+ * tapmajor), so an int16 pair of a 16-pixel panel is channels (2cp, 2cp + 1) of one tap t:
+ * the same lane program (offsets within a channel, masks) for both, one plane apart. Each
+ * lane vector is loaded from the image, multiplied by the pixels' 127 / max |patch| and
+ * rounded (exactly quant_block_i8's ops on exactly the values the float panel held, so the
+ * quantized values are identical), and the pair is stored -- no float panel is written
+ * and read back (that copy + requantization pass was ~20% of a 64->64 3x3 int8 conv). */
+CZK_T_AVX2 static inline __m256 lane_load(const pack_lane *L, const float *x0) {
+    if (L->kind == 1) return _mm256_loadu_ps(x0 + L->off0);
+    if (L->kind == 0) return _mm256_setzero_ps();
+    return _mm256_or_ps(_mm256_maskload_ps(x0 + L->off0, L->m0),
+                        _mm256_maskload_ps(x0 + L->off1, L->m1));
+}
+
+/* x * iv rounded to int32 (round half to even); not plain: NaN -> 0 and clamp +-127 */
+#define Q8V(x, iv, plain)                                                                    \
+    ({                                                                                        \
+        __m256 t_ = _mm256_mul_ps((x), (iv));                                                 \
+        (plain) ? _mm256_cvtps_epi32(t_)                                                      \
+                : _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_and_ps(          \
+                                       t_, _mm256_cmp_ps(t_, t_, _CMP_ORD_Q))),               \
+                                       _mm256_set1_epi32(-127)), _mm256_set1_epi32(127));      \
+    })
+/* quantize 8 pixels of two k' rows (a, b), store the int16 pairs at d, add both into s:
+ * pair (a, b) per pixel = a's low 16 bits (|a| <= 127), b shifted into the high half */
+#define Q8PAIR(a, b, iv, plain, d, s) Q8PAIRS(a, b, iv, plain, d, s, 1)
+#define Q8PAIRS(a, b, iv, plain, d, s, SUM)                                                  \
+    do {                                                                                      \
+        __m256i qa_ = Q8V(a, iv, plain), qb_ = Q8V(b, iv, plain);                             \
+        if (SUM) s = _mm256_add_epi32(s, _mm256_add_epi32(qa_, qb_));                         \
+        _mm256_store_si256((__m256i *)(d), _mm256_blend_epi16(qa_, _mm256_slli_epi32(qb_, 16), 0xAA)); \
+    } while (0)
+
+/* one (tap, lane group) row of the panel over all channel pairs: d += 32 int16 per pair;
+ * PLAIN and the lane kind are compile-time in each copy (the loop is the hot part) */
+#define DEF_QROW(PLAIN, SUM)                                                                  \
+    CZK_T_AVX2 static inline __attribute__((always_inline)) __m256i qrow_##PLAIN##SUM(       \
+        const pack_lane *L, const float *x, int64_t HW, int64_t cg, __m256 iv, int16_t *d,    \
+        __m256i s) {                                                                          \
+        int64_t cp = 0;                                                                       \
+        const float *xa = x;                                                                  \
+        if (L->kind == 1) {                                                                   \
+            const float *xs = x + L->off0;                                                    \
+            _Pragma("GCC unroll 2")                                                           \
+            for (; 2 * cp + 1 < cg; cp++, xs += 2 * HW, d += 32) {                            \
+                __m256 a = _mm256_loadu_ps(xs), b = _mm256_loadu_ps(xs + HW);                 \
+                Q8PAIRS(a, b, iv, PLAIN, d, s, SUM);                                          \
+            }                                                                                 \
+        } else if (L->kind == 2) {                                                            \
+            const float *s0 = x + L->off0, *s1 = x + L->off1;                                 \
+            __m256i m0 = L->m0, m1 = L->m1;                                                   \
+            for (; 2 * cp + 1 < cg; cp++, s0 += 2 * HW, s1 += 2 * HW, d += 32) {              \
+                __m256 a = _mm256_or_ps(_mm256_maskload_ps(s0, m0), _mm256_maskload_ps(s1, m1)); \
+                __m256 b = _mm256_or_ps(_mm256_maskload_ps(s0 + HW, m0),                      \
+                                        _mm256_maskload_ps(s1 + HW, m1));                     \
+                Q8PAIRS(a, b, iv, PLAIN, d, s, SUM);                                          \
+            }                                                                                 \
+        } else {                                                                              \
+            for (; 2 * cp + 1 < cg; cp++, d += 32)                                            \
+                _mm256_store_si256((__m256i *)d, _mm256_setzero_si256());                     \
+        }                                                                                     \
+        if (cg & 1) { /* the zero column of an odd cg */                                      \
+            xa = x + 2 * cp * HW;                                                             \
+            __m256 a = lane_load(L, xa), b = _mm256_setzero_ps();                             \
+            Q8PAIR(a, b, iv, PLAIN, d, s);                                                    \
+        }                                                                                     \
+        return s;                                                                             \
+    }
+DEF_QROW(0, 0)
+DEF_QROW(0, 1)
+DEF_QROW(1, 0)
+DEF_QROW(1, 1)
+
+/* scalar gather of one tap of one channel for the panel (zero past nr / outside the image) */
+static void gather_tap(const conv_pack_ctx *c, int64_t j0, int nr, int64_t t, int64_t ci,
+                       float *d) {
+    const czk_conv_params *p = c->p;
+    int64_t ky = t / p->kw, kx = t - ky * p->kw;
+    for (int jj = 0; jj < 16; jj++) {
+        float v = 0.f;
+        if (jj < nr && ci < c->cg) {
+            int64_t j = j0 + jj, oy = j / p->ow, ox = j - oy * p->ow;
+            int64_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+            int64_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+            if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w)
+                v = c->x[(ci * p->h + iy) * p->w + ix];
+        }
+        d[jj] = v;
+    }
+}
+
+/* Lane programs of panels whose windows stay inside the image rows repeat every few
+ * panels up to a row shift (ow = 56: every 7 panels): st keeps QP_SLOTS of them keyed by
+ * the panel's first column, width and row span, and a hit only shifts the offsets (building
+ * a program was ~2% of a 64->64 3x3 conv). st layout: QP_SLOTS keys (zero = empty: the
+ * qpack contract zeroes the first CZK_QPACK_KEYS bytes before a thread's first panel of a
+ * call), then the slots' programs (kernels up to 3x3: 18 lanes) and one more slot for an
+ * uncached program -- or, for larger kernels (never cached), one program of <= 256 lanes. */
+typedef struct { int64_t oy0, ox0, nr, span; } qp_key;   /* nr 0: empty slot */
+#define QP_SLOTS 8
+#define QP_SLOT_LANES 18
+_Static_assert(QP_SLOTS * sizeof(qp_key) <= CZK_QPACK_KEYS, "qpack keys");
+_Static_assert((QP_SLOTS + 1) * QP_SLOT_LANES <= 64 * 4, "qpack slots");
+_Static_assert(CZK_QPACK_KEYS + sizeof(pack_lane) * 64 * 4 <= CZK_PACK_STATE, "qpack state");
+
+CZK_T_AVX2 static void conv_qpack_panel_avx2(const void *vctx, void *st, int64_t j0, int nr,
+                                             const float *inv, int plain, int16_t *bp,
+                                             int32_t *xs) {
+    const conv_pack_ctx *c = vctx;
+    const czk_conv_params *p = c->p;
+    int64_t HW = p->h * p->w, KHW = p->kh * p->kw, cg = c->cg, ncp = (cg + 1) / 2;
+    qp_key *keys = st;
+    pack_lane *slots = (pack_lane *)((char *)st + CZK_QPACK_KEYS), *prog;
+    int64_t oy0 = j0 / p->ow, ox0 = j0 - oy0 * p->ow, oy1 = (j0 + nr - 1) / p->ow;
+    int ok;
+    if (KHW * 2 <= QP_SLOT_LANES && oy0 * p->stride_h - p->pad_t >= 0 &&
+        oy1 * p->stride_h - p->pad_t + (p->kh - 1) * p->dil_h < p->h) {
+        int64_t si = (ox0 ^ (ox0 >> 3)) % QP_SLOTS;   /* (panel starts are often 8k apart) */
+        qp_key *k = &keys[si];
+        prog = slots + si * QP_SLOT_LANES;
+        if (k->nr == nr && k->ox0 == ox0 && k->span == oy1 - oy0) {
+            int64_t sh = (oy0 - k->oy0) * p->stride_h * p->w;
+            for (int64_t i = 0; i < KHW * 2; i++) { prog[i].off0 += sh; prog[i].off1 += sh; }
+            k->oy0 = oy0;
+            ok = 1;
+        } else {
+            ok = pack_prog(c, j0, nr, 2, prog);
+            k->nr = ok ? nr : 0; k->ox0 = ox0; k->span = oy1 - oy0; k->oy0 = oy0;
+        }
+    } else {
+        prog = KHW * 2 <= QP_SLOT_LANES ? slots + QP_SLOTS * QP_SLOT_LANES : slots;
+        ok = KHW * 2 <= 64 * 4 && pack_prog(c, j0, nr, 2, prog);
+    }
+    const __m256 iv[2] = {_mm256_loadu_ps(inv), _mm256_loadu_ps(inv + 8)};
+    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    if (ok) {
+        /* taps outer, channel pairs inner (the lane program is per tap; the loads of a
+         * row are independent, which keeps many L2 fetches in flight) */
+        for (int64_t t = 0; t < KHW; t++)
+            for (int g = 0; g < 2; g++) {
+                int16_t *d = bp + t * ncp * 32 + g * 16;
+                const pack_lane *L = &prog[t * 2 + g];
+                /* (the sums are only needed with zero points) */
+                if (plain) sum[g] = xs ? qrow_11(L, c->x, HW, cg, iv[g], d, sum[g])
+                                       : qrow_10(L, c->x, HW, cg, iv[g], d, sum[g]);
+                else sum[g] = xs ? qrow_01(L, c->x, HW, cg, iv[g], d, sum[g])
+                                 : qrow_00(L, c->x, HW, cg, iv[g], d, sum[g]);
+            }
+    } else {   /* (lane groups touched by > 2 runs: ow < 8 and the like) */
+        float a[16], b[16];
+        for (int64_t t = 0; t < KHW; t++)
+            for (int64_t cp = 0; cp < ncp; cp++) {
+                gather_tap(c, j0, nr, t, 2 * cp, a);
+                gather_tap(c, j0, nr, t, 2 * cp + 1, b);
+                int16_t *d = bp + (t * ncp + cp) * 32;
+                for (int g = 0; g < 2; g++) {
+                    __m256 va = _mm256_loadu_ps(a + 8 * g), vb = _mm256_loadu_ps(b + 8 * g);
+                    if (plain) Q8PAIR(va, vb, iv[g], 1, d + 16 * g, sum[g]);
+                    else Q8PAIR(va, vb, iv[g], 0, d + 16 * g, sum[g]);
+                }
+            }
+    }
+    if (xs) {
+        _mm256_storeu_si256((__m256i *)xs, sum[0]);
+        _mm256_storeu_si256((__m256i *)(xs + 8), sum[1]);
+    }
 }
 #endif
 
@@ -761,8 +939,11 @@ static inline float dw_pixel(const float *x, const float *wk, float b, const czk
      * vector loads / stores (memcpy + memset calls per row were ~1/3 of a 56x56 plane's      \
      * time); output rows go in pairs, which share two of their three input rows (12 loads for \
      * 18 FMAs instead of 18). Per output the sum order is unchanged (DW3_OUT). */             \
-    ATTR static void dw3_plane_##SFX(const float *x, const float *wk, float b,                \
-                                     const czk_conv_params *p, float *y, float *pb) {         \
+    /* (no-tree-loop-distribute-patterns: GCC otherwise turns the zero-fill loops back     \
+     * into memset calls, 3 per row: ~25% of a 96-channel 56x56 layer) */                     \
+    ATTR __attribute__((optimize("no-tree-loop-distribute-patterns")))                       \
+    static void dw3_plane_##SFX(const float *x, const float *wk, float b,                    \
+                                const czk_conv_params *p, float *y, float *pb) {              \
         int64_t W = p->w, OW = p->ow, H = p->h, Wp = p->pad_l + W + p->pad_r + VW;            \
         float *zr = pb + H * Wp;                                                              \
         const dv_##SFX z = (dv_##SFX){0};                                                     \
@@ -819,8 +1000,9 @@ static inline float dw_pixel(const float *x, const float *wk, float b, const czk
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    ATTR static void dw_plane_##SFX(const float *x, const float *wk, float b,                 \
-                                    const czk_conv_params *p, float *y, float *pb) {          \
+    ATTR __attribute__((optimize("no-tree-loop-distribute-patterns")))                       \
+    static void dw_plane_##SFX(const float *x, const float *wk, float b,                     \
+                               const czk_conv_params *p, float *y, float *pb) {               \
         int64_t W = p->w, OW = p->ow, KW = p->kw;                                             \
         int64_t lo = 0, hi = OW; /* ox range whose whole window is inside the row */          \
         for (int64_t kx = 0; kx < KW; kx++) {                                                 \
@@ -1019,18 +1201,18 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
     int patches = w->kind == CZ_FORM_AFFINE;
     /* int8: the exact AVX2 path quantizes im2col COLUMNS per pixel (one plan per group) */
     czk_i8conv **i8 = NULL;
-    if (patches) {
+#if CZK_X86
+    /* int8 with stride_w 1 and >= 4 channels: quantized panels straight from the image
+     * (weight columns tap-major, one plan per group) */
+    if (patches && p->stride_w == 1 && cg >= 4 && !conv_legacy()) {
         i8 = czk_scratch(ws, (size_t)G * sizeof *i8);
         if (!i8) return CZ_ERR_MEMORY;
         for (int64_t g = 0; g < G; g++) {
-            i8[g] = czk_affine_conv_begin(w, g * ocg, (g + 1) * ocg, ws);
+            i8[g] = czk_affine_conv_begin_tapmajor(w, g * ocg, (g + 1) * ocg, cg, p->kh * p->kw, ws);
             if (!i8[g]) { i8 = NULL; break; }
         }
-        if (i8) { patches = 0; pointwise = 0; }
     }
-#if CZK_X86
-    /* int8 with stride_w 1 and >= 4 channels: the panels straight from the image */
-    if (i8 && p->stride_w == 1 && cg >= 4 && !conv_legacy()) {
+    if (i8) {
         int64_t PH, PW;
         amax_pad_dims(p, &PH, &PW);
         float *cm = czk_scratch(ws, (size_t)(HW + OHW + PH * PW + 16) * sizeof(float));
@@ -1043,15 +1225,23 @@ cz_status czk_conv2d(const cz_form *w, const czk_conv_params *p, const float *x,
                 const float *xg = x + (img * p->c + g * cg) * HW;
                 int nan_free = patch_amax_avx2(xg, p, cg, cm, pc, am);
                 conv_pack_ctx pc = {xg, p, cg};
-                st = czk_affine_conv_packed(i8[g], conv_pack_panel_avx2, &pc, p->kh * p->kw, am,
-                                            OHW, nan_free,
-                                            bias ? bias + g * ocg : NULL,
-                                            y + (img * p->oc + g * ocg) * OHW, OHW, &sub);
+                st = czk_affine_conv_qpacked(i8[g], conv_qpack_panel_avx2, &pc, am, OHW,
+                                             nan_free, bias ? bias + g * ocg : NULL,
+                                             y + (img * p->oc + g * ocg) * OHW, OHW, &sub);
                 cz_arena_free_all(&sub.arena);
             }
         return st;
     }
 #endif
+    if (patches) {
+        i8 = czk_scratch(ws, (size_t)G * sizeof *i8);
+        if (!i8) return CZ_ERR_MEMORY;
+        for (int64_t g = 0; g < G; g++) {
+            i8[g] = czk_affine_conv_begin(w, g * ocg, (g + 1) * ocg, ws);
+            if (!i8[g]) { i8 = NULL; break; }
+        }
+        if (i8) { patches = 0; pointwise = 0; }
+    }
     /* output-pixel tile: the im2col tile is at most ~1 MB (and >= 16 pixels); the int8
      * column path reads its tile twice, so ~256 KB (L2) */
     int64_t PT = (i8 ? 64 * 1024 : 256 * 1024) / (K > 0 ? K : 1);

@@ -155,15 +155,26 @@ czk_i8conv *czk_affine_conv_begin(const cz_form *w, int64_t r0, int64_t r1, cz_w
 cz_status czk_affine_conv_cols(const czk_i8conv *cv, const float *col, int64_t ldp, int64_t np,
                                const float *bias, float *y, int64_t ys_r, cz_ws *ws);
 
-/* The same from panels packed straight from the image: pack (czk_gemm_f32_implicit's
- * contract, NR = 16) gives each 16-pixel panel as floats, k block by k block (blocks of
- * whole kgran units, e.g. kh*kw, so the pack's blocks start on channels); am[j] = max
- * |patch of pixel j| (NaN ignored, 0 for an all-zero patch), j < np; nan_free: the caller
- * knows no patch holds a NaN (the quantization then skips its NaN mask and clamp wherever
- * they cannot change a value -- same results). */
-cz_status czk_affine_conv_packed(const czk_i8conv *cv, czk_pack_fn pack, const void *pctx,
-                                 int64_t kgran, const float *am, int64_t np, int nan_free,
-                                 const float *bias, float *y, int64_t ys_r, cz_ws *ws);
+/* The same from int16 panels packed straight from the image, weight columns in tap-major
+ * order (k' = t * cgp + ci, t = ky * kw + kx, cgp = cg rounded up to even, a zero column
+ * for the odd channel; w->cols must be cg * khw): qpack(ctx, st, j0, nr, inv, plain, bp,
+ * xs) writes the panel of pixels j0 .. j0+nr-1 (zero past nr) for all nkp = khw * cgp / 2
+ * pairs as bp[(kp * 16 + jj) * 2 + t] = the pixel's (k' = 2 kp + t) element quantized
+ * with inv[jj] (rint(x * inv), NaN -> 0 and clamp +-127 unless plain), adding every
+ * quantized value into xs[jj] when xs != NULL; st: CZK_PACK_STATE bytes per thread (64-byte
+ * aligned), its first CZK_QPACK_KEYS bytes zero before a thread's first panel of a call
+ * (qpack may keep what it derives from a panel there for later panels of the same call).
+ * am[j] = max |patch of pixel j| (NaN ignored, 0 for an all-zero patch), j < np;
+ * nan_free: the caller knows no patch holds a NaN (the quantization then skips its NaN
+ * mask and clamp wherever they cannot change a value -- same results). */
+#define CZK_QPACK_KEYS 256
+typedef void (*czk_qpack_fn)(const void *ctx, void *st, int64_t j0, int nr, const float *inv,
+                             int plain, int16_t *bp, int32_t *xs);
+czk_i8conv *czk_affine_conv_begin_tapmajor(const cz_form *w, int64_t r0, int64_t r1,
+                                           int64_t cg, int64_t khw, cz_ws *ws);
+cz_status czk_affine_conv_qpacked(const czk_i8conv *cv, czk_qpack_fn qpack, const void *pctx,
+                                  const float *am, int64_t np, int nan_free, const float *bias,
+                                  float *y, int64_t ys_r, cz_ws *ws);
 
 /* Test/bench hook: 1 routes every conv through the im2col-tile lowering only (no implicit
  * GEMM, sparse panel kernel, direct small-channel conv or packed int8 path) so tests can
