@@ -104,7 +104,9 @@ static void ws_init(int threads) {
 int czb_linear(const cz_form *f, int64_t batch, const float *x, float *y, int threads) {
     ws_init(threads);
     cz_status st = czk_linear(f, batch, x, f->cols, NULL, y, f->rows, &g_ws);
-    cz_arena_free_all(&g_ws.arena);   /* as cz_run does at the end of a call */
+    /* as cz_run does at the end of a call (exec.c: the run cache keeps one arena block of
+     * <= 16 MB for the next call, so big scratch is not re-faulted per call) */
+    cz_arena_reset(&g_ws.arena, (size_t)16 << 20);
     return st;
 }
 double czb_time_linear(const cz_form *f, int64_t batch, const float *x, float *y, int threads,
@@ -121,7 +123,7 @@ int czb_conv(const cz_form *f, const int64_t *pv, const float *x, const float *b
                          pv[10], pv[11], pv[12], pv[13], pv[14], pv[15], pv[16], pv[17]};
     ws_init(threads);
     cz_status st = czk_conv2d(f, &p, x, bias, y, &g_ws);
-    cz_arena_free_all(&g_ws.arena);
+    cz_arena_reset(&g_ws.arena, (size_t)16 << 20);   /* (as czb_linear) */
     return st;
 }
 double czb_time_conv(const cz_form *f, const int64_t *pv, const float *x, const float *bias,
