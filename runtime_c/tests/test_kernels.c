@@ -538,6 +538,40 @@ static void test_relidx_batches(void) {
 /* k-major B read in place by the GEMM (64-byte aligned, ldb = odd multiple of 16 floats).
  * B is allocated to its exact extent ((K - 1) * ldb + N floats): ASan flags a read of the
  * last row's padding (the partial last panel must be packed, not read in place). */
+/* czk_gemm_f32 called from inside an enclosing OpenMP team (op_matmul runs batched heads
+ * in parallel, each with its own one-thread workspace): the kernel's per-thread scratch is
+ * sized for ITS thread count, so it must index it by its own loop's thread number, not by
+ * omp_get_thread_num() of the enclosing team (that read past the scratch: a crash in
+ * MiniLM at 2 threads; ASan reports it here). Packed-B path (ldb 32) and n-major B. */
+static void test_gemm_nested(void) {
+    const int64_t M = 64, N = 32, K = 128;
+    float *A = frandv(M * K), *B = frandv(K * N), *ref = xalloc((size_t)(2 * M * N) * 4);
+    czk_gemm_f32_ref(M, N, K, A, K, B, N, 1, ref, N, 1, NULL, NULL, 0);
+    czk_gemm_f32_ref(M, N, K, A, K, B, K, 0, ref + M * N, N, 1, NULL, NULL, 0);
+    int bad = 0;
+#pragma omp parallel num_threads(2) reduction(| : bad)
+    {
+        cz_ws w;
+        memset(&w, 0, sizeof w);
+        cz_arena_init(&w.arena, NULL, 0);
+        w.threads = 1;
+        float *c = xalloc((size_t)(M * N) * 4);
+        for (int it = 0; it < 10; it++)
+            for (int bkm = 0; bkm < 2; bkm++) {
+                const float *r = bkm ? ref : ref + M * N;
+                if (czk_gemm_f32(M, N, K, A, K, B, bkm ? N : K, bkm, c, N, 1, NULL, NULL, 0, &w))
+                    bad = 1;
+                for (int64_t i = 0; i < M * N; i++)
+                    if (!(fabsf(c[i] - r[i]) <= 1e-3f * (1.f + fabsf(r[i])))) bad = 1;
+                cz_arena_free_all(&w.arena);
+            }
+        free(c);
+    }
+    g_checks++;
+    if (bad) { fprintf(stderr, "FAIL %s [gemm inside an OpenMP team]\n", g_what); g_fail++; }
+    free(A); free(B); free(ref);
+}
+
 static void test_gemm_inplace(void) {
     char ctx[128];
     for (int it = 0; it < 20; it++) {
@@ -959,6 +993,7 @@ int main(int argc, char **argv) {
             int f0 = g_fail, c0 = g_checks;
             test_gemm();
             test_gemm_inplace();
+            test_gemm_nested();
             test_forms();
             test_relidx_batches();
             test_relidx_grouped();

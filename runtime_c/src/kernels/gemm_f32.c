@@ -233,7 +233,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         int64_t njc = (N + JC - 1) / JC;
         int nt = czk_threads(ws, work);
         if (nt > njc) nt = (int)njc;
-        CZK_PAR_FOR(nt, static, jc, njc, {
+        CZK_PAR_FOR(nt, static, jc, njc, tid_, {
             int64_t j0 = jc * JC, j1 = j0 + JC < N ? j0 + JC : N;
             for (int64_t k0 = 0; k0 < K; k0 += KCD) {
                 int64_t kc = K - k0 < KCD ? K - k0 : KCD;
@@ -263,8 +263,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         float *zr = czk_scratch(ws, ((size_t)KC + (size_t)nt * KC * NR) * sizeof(float));
         if (!zr) return CZ_ERR_MEMORY;
         memset(zr, 0, KC * sizeof(float));
-        CZK_PAR_FOR(nt, dynamic, jb, nblk, {
-            int tid = czk_tid();
+        CZK_PAR_FOR(nt, dynamic, jb, nblk, tid, {
             float *pp = zr + KC + (size_t)tid * KC * NR;   /* 64-byte aligned: KC*4 = 1 KB */
             int64_t j0 = jb * NCB, nc = N - j0 < NCB ? N - j0 : NCB;
             for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -297,8 +296,7 @@ cz_status czk_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
     if (!buf) return CZ_ERR_MEMORY;
     float *zrow = buf + (size_t)nt * kcmax * NCB;
     memset(zrow, 0, (size_t)kcmax * sizeof(float));   /* (the micro-kernel reads kc <= kcmax) */
-    CZK_PAR_FOR(nt, dynamic, jb, nblk, {
-        int tid = czk_tid();
+    CZK_PAR_FOR(nt, dynamic, jb, nblk, tid, {
         float *bp = buf + (size_t)tid * kcmax * NCB;
         int64_t j0 = jb * NCB, nc = N - j0 < NCB ? N - j0 : NCB;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -384,8 +382,7 @@ cz_status czk_gemm_f32_implicit(int64_t M, int64_t N, int64_t K, const float *A,
     int64_t *tm = (int64_t *)(buf + zlen + (size_t)nt * pstride);
     int *tr = (int *)(tm + mtmax), *th = tr + mtmax;
     int64_t ntile = row_tiles(M, MR, MRH, tm, tr, th);
-    CZK_PAR_FOR(nt, static, jp, npan, {
-        int tid = czk_tid();
+    CZK_PAR_FOR(nt, static, jp, npan, tid, {
         float *pan = buf + zlen + (size_t)tid * pstride;
         int64_t j0 = jp * NR;
         int nr = N - j0 < NR ? (int)(N - j0) : NR;

@@ -35,20 +35,33 @@
  * an OpenMP loop only when NT > 1: `#pragma omp parallel ... if (nt > 1)` still enters
  * libgomp when the condition is false (a team of one and a barrier, 0.3-1 us a region on
  * Zen 3 -- 144 attention-head products per MiniLM call), so one thread runs the plain loop.
- * NT must be a plain variable name (the pragma reads it); BODY may not hold directives
- * (use czk_tid() for the thread number). Same as CZ_PAR_FOR in graph.h for the ops. */
-#define CZK_PAR_FOR(NT, SCHED, I, N, ...)                                                  \
+ * BODY reads its thread number (0 .. NT-1, the index of its per-thread scratch) from the
+ * variable TID that the macro declares: NOT omp_get_thread_num(), which inside the plain
+ * loop returns the number of an enclosing team's thread (a kernel called from a parallel
+ * batched MatMul) and would index past a scratch sized for one thread. NT must be a plain
+ * variable name (the pragma reads it); BODY may not hold directives. Same as CZ_PAR_FOR in
+ * graph.h for the ops. */
+#define CZK_PAR_FOR(NT, SCHED, I, N, TID, ...)                                             \
     do {                                                                                  \
         int64_t n_pf_ = (int64_t)(N);                                                     \
         if ((NT) > 1) {                                                                   \
             _Pragma(CZK_PF_STR(omp parallel for num_threads(NT) schedule(SCHED)))         \
-            for (int64_t I = 0; I < n_pf_; I++) { __VA_ARGS__; }                         \
+            for (int64_t I = 0; I < n_pf_; I++) {                                         \
+                const int TID = czk_team_tid();                                           \
+                (void)TID;                                                                \
+                __VA_ARGS__;                                                              \
+            }                                                                             \
         } else {                                                                          \
-            for (int64_t I = 0; I < n_pf_; I++) { __VA_ARGS__; }                         \
+            for (int64_t I = 0; I < n_pf_; I++) {                                         \
+                const int TID = 0;                                                        \
+                (void)TID;                                                                \
+                __VA_ARGS__;                                                              \
+            }                                                                             \
         }                                                                                 \
     } while (0)
 #define CZK_PF_STR(...) #__VA_ARGS__
-static inline int czk_tid(void) {
+/* the thread number inside CZK_PAR_FOR's own OpenMP team (only meaningful there) */
+static inline int czk_team_tid(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
 #else
